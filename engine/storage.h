@@ -1,0 +1,33 @@
+// A reference-counted block of memory on one device. Tensors are views into a Storage; several
+// tensors (a tensor and its transposes, slices, reshapes) may share one.
+#pragma once
+#include <cstddef>
+#include <memory>
+
+#include "engine/device.h"
+
+namespace icd {
+
+class Storage {
+ public:
+  // Allocates `nbytes` on `device`, aligned to 64 bytes. Contents are uninitialised.
+  Storage(std::size_t nbytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  std::size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t nbytes_ = 0;
+  Device device_;
+};
+
+// Bytes currently held by CPU storages, and the most ever held at once (for memory reports).
+std::size_t cpu_bytes_in_use();
+std::size_t cpu_bytes_peak();
+
+}  // namespace icd
