@@ -17,7 +17,7 @@ void check_shape(const Shape& shape, const char* op) {
 template <class Fill>
 Tensor filled(const Shape& shape, TensorOptions options, const char* op, Fill fill) {
   Tensor t = empty(shape, options);
-  dispatch_floating(options.dtype, op, [&](auto tag) {
+  dispatch_all(options.dtype, op, [&](auto tag) {
     using T = decltype(tag);
     T* p = t.data<T>();
     for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = static_cast<T>(fill(i));
@@ -66,6 +66,9 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, Tensor
 }
 Tensor from_vector(const std::vector<float>& values, const Shape& shape, TensorOptions options) {
   return from_values(values, shape, options);
+}
+Tensor from_vector(const std::vector<int64_t>& values, const Shape& shape) {
+  return from_values(values, shape, {DType::i64});
 }
 
 Tensor randn(const Shape& shape, Generator& gen, TensorOptions options) {

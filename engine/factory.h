@@ -20,6 +20,7 @@ Tensor arange(int64_t n, TensorOptions options = {});
 // Copies `values` (row-major) into a new tensor of `shape`; sizes must agree.
 Tensor from_vector(const std::vector<double>& values, const Shape& shape, TensorOptions options = {});
 Tensor from_vector(const std::vector<float>& values, const Shape& shape, TensorOptions options = {});
+Tensor from_vector(const std::vector<int64_t>& values, const Shape& shape);  // an i64 index tensor
 Tensor scalar_tensor(double value, TensorOptions options = {});
 
 Tensor randn(const Shape& shape, Generator& gen, TensorOptions options = {});  // N(0, 1)

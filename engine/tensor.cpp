@@ -70,11 +70,12 @@ T* Tensor::data() const {
 }
 template float* Tensor::data<float>() const;
 template double* Tensor::data<double>() const;
+template int64_t* Tensor::data<int64_t>() const;
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
   std::vector<T> out(numel());
-  dispatch_floating(dtype(), "to_vector", [&](auto tag) {
+  dispatch_all(dtype(), "to_vector", [&](auto tag) {
     using S = decltype(tag);
     const S* src = data<S>();
     T* dst = out.data();
@@ -84,14 +85,16 @@ std::vector<T> Tensor::to_vector() const {
 }
 template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
+template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 
 double Tensor::item() const {
   if (numel() != 1)
     throw std::invalid_argument("item(): the tensor has " + std::to_string(numel()) + " elements, not 1");
-  return dispatch_floating(dtype(), "item", [&](auto tag) { return static_cast<double>(*data<decltype(tag)>()); });
+  return dispatch_all(dtype(), "item", [&](auto tag) { return static_cast<double>(*data<decltype(tag)>()); });
 }
 
 Tensor& Tensor::set_requires_grad(bool on) {
+  if (on && dtype() == DType::i64) throw std::logic_error("set_requires_grad: i64 tensors are not differentiable");
   if (!is_leaf())
     throw std::logic_error("set_requires_grad: only leaves can be marked; this tensor was produced by " +
                            impl_->grad_fn->name + " (use detach() first)");
@@ -131,7 +134,7 @@ std::string Tensor::str() const {
   out << "Tensor(shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype()) << ", device=" << device().str();
   if (requires_grad()) out << ", requires_grad" << (impl_->grad_fn ? ", grad_fn=" + impl_->grad_fn->name : "");
   out << ")";
-  if (device().is_cpu() && numel() <= 64 && (dtype() == DType::f32 || dtype() == DType::f64)) {
+  if (device().is_cpu() && numel() <= 64 && dtype() != DType::f16 && dtype() != DType::bf16) {
     std::vector<double> values = to_vector<double>();
     int64_t row = dim() ? size(-1) : 1;
     out << "\n[";

@@ -301,9 +301,9 @@ void copy_(Tensor& dst, const Tensor& src) {
   if (!dst.device().is_cpu() || !src.device().is_cpu())
     throw std::runtime_error("copy_: only CPU tensors in this build");
   check_broadcasts_to(src, dst, "copy_");
-  dispatch_floating(dst.dtype(), "copy_", [&](auto dtag) {
+  dispatch_all(dst.dtype(), "copy_", [&](auto dtag) {
     using D = decltype(dtag);
-    dispatch_floating(src.dtype(), "copy_", [&](auto stag) {
+    dispatch_all(src.dtype(), "copy_", [&](auto stag) {
       using S = decltype(stag);
       D* d = dst.data<D>();
       const S* s = src.data<S>();
@@ -319,7 +319,7 @@ void copy_(Tensor& dst, const Tensor& src) {
 void fill_(Tensor& dst, double value) {
   check_writable(dst, "fill_");
   require_cpu("fill_", {{"dst", dst}});
-  dispatch_floating(dst.dtype(), "fill_", [&](auto tag) {
+  dispatch_all(dst.dtype(), "fill_", [&](auto tag) {
     using T = decltype(tag);
     T* d = dst.data<T>();
     const T v = static_cast<T>(value);
