@@ -12,10 +12,16 @@ namespace {
 thread_local bool g_grad_enabled = true;
 }
 
-bool grad_enabled() { return g_grad_enabled; }
+bool grad_enabled() {
+  return g_grad_enabled;
+}
 
-NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
-NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
+NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) {
+  g_grad_enabled = false;
+}
+NoGradGuard::~NoGradGuard() {
+  g_grad_enabled = previous_;
+}
 
 bool any_requires_grad(const std::vector<Tensor>& inputs) {
   if (!g_grad_enabled) return false;
@@ -63,6 +69,14 @@ std::vector<std::shared_ptr<TensorImpl>> topological_order(const std::shared_ptr
   return {post_order.rbegin(), post_order.rend()};
 }
 
+// True when `t` is the only handle on a storage that it covers exactly, row-major.
+bool owns_whole_buffer(const Tensor& t) {
+  const TensorImpl* impl = t.impl();
+  return t.impl_ptr().use_count() == 1 && impl->storage.use_count() == 1 && impl->offset == 0 &&
+         t.is_contiguous() &&
+         impl->storage->nbytes() == static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype());
+}
+
 void check_gradient_matches(const Tensor& grad, const TensorImpl* target, const std::string& op) {
   if (grad.shape() != target->shape || grad.dtype() != target->dtype)
     throw std::logic_error("backward of " + op + " returned a gradient of shape " + shape_str(grad.shape()) +
@@ -96,8 +110,9 @@ void backward(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
     Node* node = tensor->grad_fn.get();
     if (!node) {  // a leaf: accumulate into .grad
       if (!tensor->grad) {
-        // A fresh buffer: `grad` may alias another tensor's gradient or storage.
-        tensor->grad = grad.contiguous().clone().impl_ptr();
+        // Keep the buffer itself when nothing else can see it; otherwise copy, since `grad` may be a
+        // view of another gradient (add() hands the same g to both inputs) or of saved data.
+        tensor->grad = owns_whole_buffer(grad) ? grad.impl_ptr() : grad.contiguous().clone().impl_ptr();
       } else {
         Tensor accumulated(tensor->grad);
         add_(accumulated, grad);

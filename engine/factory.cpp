@@ -20,7 +20,8 @@ Tensor filled(const Shape& shape, TensorOptions options, const char* op, Fill fi
   dispatch_all(options.dtype, op, [&](auto tag) {
     using T = decltype(tag);
     T* p = t.data<T>();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = static_cast<T>(fill(i));
+    for (int64_t i = 0, n = t.numel(); i < n; ++i)
+      p[i] = static_cast<T>(fill(i));
   });
   return t;
 }
@@ -40,19 +41,33 @@ Tensor empty(const Shape& shape, TensorOptions options) {
 Tensor full(const Shape& shape, double value, TensorOptions options) {
   return filled(shape, options, "full", [value](int64_t) { return value; });
 }
-Tensor zeros(const Shape& shape, TensorOptions options) { return full(shape, 0.0, options); }
-Tensor ones(const Shape& shape, TensorOptions options) { return full(shape, 1.0, options); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.options()); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.options()); }
-Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.options()); }
-Tensor scalar_tensor(double value, TensorOptions options) { return full({}, value, options); }
+Tensor zeros(const Shape& shape, TensorOptions options) {
+  return full(shape, 0.0, options);
+}
+Tensor ones(const Shape& shape, TensorOptions options) {
+  return full(shape, 1.0, options);
+}
+Tensor zeros_like(const Tensor& t) {
+  return zeros(t.shape(), t.options());
+}
+Tensor ones_like(const Tensor& t) {
+  return ones(t.shape(), t.options());
+}
+Tensor empty_like(const Tensor& t) {
+  return empty(t.shape(), t.options());
+}
+Tensor scalar_tensor(double value, TensorOptions options) {
+  return full({}, value, options);
+}
 
 Tensor arange(double start, double end, double step, TensorOptions options) {
   if (step == 0) throw std::invalid_argument("arange: step must not be zero");
   int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((end - start) / step)));
   return filled({n}, options, "arange", [&](int64_t i) { return start + step * static_cast<double>(i); });
 }
-Tensor arange(int64_t n, TensorOptions options) { return arange(0.0, static_cast<double>(n), 1.0, options); }
+Tensor arange(int64_t n, TensorOptions options) {
+  return arange(0.0, static_cast<double>(n), 1.0, options);
+}
 
 template <class V>
 static Tensor from_values(const std::vector<V>& values, const Shape& shape, TensorOptions options) {

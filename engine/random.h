@@ -10,7 +10,10 @@ namespace icd {
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0) : engine_(seed) {}
-  void seed(uint64_t seed) { engine_.seed(seed); has_spare_normal_ = false; }
+  void seed(uint64_t seed) {
+    engine_.seed(seed);
+    has_spare_normal_ = false;
+  }
 
   uint64_t next_u64() { return engine_(); }
   // Uniform in [0, 1) with 53 random bits.

@@ -37,7 +37,11 @@ Storage::~Storage() {
   }
 }
 
-std::size_t cpu_bytes_in_use() { return g_cpu_in_use.load(); }
-std::size_t cpu_bytes_peak() { return g_cpu_peak.load(); }
+std::size_t cpu_bytes_in_use() {
+  return g_cpu_in_use.load();
+}
+std::size_t cpu_bytes_peak() {
+  return g_cpu_peak.load();
+}
 
 }  // namespace icd

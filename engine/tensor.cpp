@@ -21,13 +21,15 @@ Shape contiguous_strides(const Shape& shape) {
 
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape)
+    n *= s;
   return n;
 }
 
 std::string shape_str(const Shape& shape) {
   std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  for (std::size_t i = 0; i < shape.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
 }
 
@@ -39,9 +41,15 @@ int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
   return wrapped;
 }
 
-int64_t Tensor::size(int64_t d) const { return impl_->shape[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return impl_->strides[wrap_dim(d, dim(), "stride")]; }
-int64_t Tensor::numel() const { return shape_numel(impl_->shape); }
+int64_t Tensor::size(int64_t d) const {
+  return impl_->shape[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  return impl_->strides[wrap_dim(d, dim(), "stride")];
+}
+int64_t Tensor::numel() const {
+  return shape_numel(impl_->shape);
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -63,8 +71,8 @@ void* Tensor::raw_data() const {
 template <class T>
 T* Tensor::data() const {
   if (dtype() != dtype_of<T>())
-    throw std::invalid_argument(std::string("data<") + dtype_name(dtype_of<T>()) + ">() on a tensor of dtype " +
-                                dtype_name(dtype()));
+    throw std::invalid_argument(std::string("data<") + dtype_name(dtype_of<T>()) +
+                                ">() on a tensor of dtype " + dtype_name(dtype()));
   if (!device().is_cpu()) throw std::invalid_argument("data(): the tensor lives on " + device().str());
   return static_cast<T*>(raw_data());
 }
@@ -94,7 +102,8 @@ double Tensor::item() const {
 }
 
 Tensor& Tensor::set_requires_grad(bool on) {
-  if (on && dtype() == DType::i64) throw std::logic_error("set_requires_grad: i64 tensors are not differentiable");
+  if (on && dtype() == DType::i64)
+    throw std::logic_error("set_requires_grad: i64 tensors are not differentiable");
   if (!is_leaf())
     throw std::logic_error("set_requires_grad: only leaves can be marked; this tensor was produced by " +
                            impl_->grad_fn->name + " (use detach() first)");
@@ -102,8 +111,12 @@ Tensor& Tensor::set_requires_grad(bool on) {
   return *this;
 }
 
-bool Tensor::is_leaf() const { return impl_->grad_fn == nullptr; }
-Tensor Tensor::grad() const { return Tensor(impl_->grad); }
+bool Tensor::is_leaf() const {
+  return impl_->grad_fn == nullptr;
+}
+Tensor Tensor::grad() const {
+  return Tensor(impl_->grad);
+}
 
 void Tensor::set_grad(const Tensor& g) const {
   if (g.defined() && (g.shape() != shape() || g.dtype() != dtype()))
@@ -112,7 +125,9 @@ void Tensor::set_grad(const Tensor& g) const {
   impl_->grad = g.impl_ptr();
 }
 
-void Tensor::zero_grad() const { impl_->grad.reset(); }
+void Tensor::zero_grad() const {
+  impl_->grad.reset();
+}
 
 void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   autograd::backward(*this, grad, retain_graph);
@@ -131,8 +146,10 @@ Tensor Tensor::detach() const {
 std::string Tensor::str() const {
   if (!defined()) return "Tensor(undefined)";
   std::ostringstream out;
-  out << "Tensor(shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype()) << ", device=" << device().str();
-  if (requires_grad()) out << ", requires_grad" << (impl_->grad_fn ? ", grad_fn=" + impl_->grad_fn->name : "");
+  out << "Tensor(shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype())
+      << ", device=" << device().str();
+  if (requires_grad())
+    out << ", requires_grad" << (impl_->grad_fn ? ", grad_fn=" + impl_->grad_fn->name : "");
   out << ")";
   if (device().is_cpu() && numel() <= 64 && dtype() != DType::f16 && dtype() != DType::bf16) {
     std::vector<double> values = to_vector<double>();

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/device.h"
@@ -66,18 +67,20 @@ class Tensor {
   bool shares_storage_with(const Tensor& other) const;
 
   // ---- data access (CPU). data<T>() points at element (0, ..., 0) and checks the dtype.
-  template <class T> T* data() const;
+  template <class T>
+  T* data() const;
   void* raw_data() const;
   double item() const;  // the value of a one-element tensor
-  template <class T> std::vector<T> to_vector() const;  // row-major copy of all elements
+  template <class T>
+  std::vector<T> to_vector() const;  // row-major copy of all elements
 
   // ---- autograd
   bool requires_grad() const { return impl_->requires_grad; }
   Tensor& set_requires_grad(bool on = true);  // leaves only
   bool is_leaf() const;
-  Tensor grad() const;  // undefined until backward() reaches this leaf
+  Tensor grad() const;                   // undefined until backward() reaches this leaf
   void set_grad(const Tensor& g) const;  // the handle is const; the gradient lives in the shared state
-  void zero_grad() const;  // drops the accumulated gradient
+  void zero_grad() const;                // drops the accumulated gradient
   // Back-propagates from this tensor. `grad` defaults to 1 for a one-element tensor. Without
   // retain_graph the graph's saved tensors are released and a second backward through it throws.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
@@ -90,7 +93,7 @@ class Tensor {
   Tensor transpose(int64_t dim0, int64_t dim1) const;
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
   Tensor select(int64_t dim, int64_t index) const;  // narrow to one and drop the dimension
-  Tensor expand(Shape shape) const;                  // broadcast size-1 dims (stride 0); -1 keeps
+  Tensor expand(Shape shape) const;                 // broadcast size-1 dims (stride 0); -1 keeps
   Tensor unsqueeze(int64_t dim) const;
   Tensor squeeze(int64_t dim) const;  // only if that dimension has size 1
   Tensor squeeze() const;             // every size-1 dimension
@@ -104,6 +107,9 @@ class Tensor {
  private:
   std::shared_ptr<TensorImpl> impl_;
 };
+
+// Tensors by name: a module's state, a checkpoint's contents.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // Row-major strides of a shape.
 Shape contiguous_strides(const Shape& shape);

@@ -9,7 +9,8 @@
 
 namespace icd::testing {
 
-Fixture::Fixture(const std::string& relative_path) : path_(std::string(ICD_FIXTURE_DIR) + "/" + relative_path) {
+Fixture::Fixture(const std::string& relative_path)
+    : path_(std::string(ICD_FIXTURE_DIR) + "/" + relative_path) {
   std::ifstream in(path_);
   if (!in) throw std::runtime_error("fixture " + path_ + " not found (regenerate it with the tools/ script)");
   json_ = nlohmann::json::parse(in);
@@ -17,17 +18,21 @@ Fixture::Fixture(const std::string& relative_path) : path_(std::string(ICD_FIXTU
 
 FixtureCase Fixture::operator[](const std::string& case_name) const {
   const auto& cases = json_.at("cases");
-  if (!cases.contains(case_name)) throw std::runtime_error("fixture " + path_ + " has no case '" + case_name + "'");
+  if (!cases.contains(case_name))
+    throw std::runtime_error("fixture " + path_ + " has no case '" + case_name + "'");
   return FixtureCase(case_name, cases.at(case_name));
 }
 
 std::vector<std::string> Fixture::case_names() const {
   std::vector<std::string> names;
-  for (const auto& [name, value] : json_.at("cases").items()) names.push_back(name);
+  for (const auto& [name, value] : json_.at("cases").items())
+    names.push_back(name);
   return names;
 }
 
-bool FixtureCase::has_tensor(const std::string& key) const { return json_.at("tensors").contains(key); }
+bool FixtureCase::has_tensor(const std::string& key) const {
+  return json_.at("tensors").contains(key);
+}
 
 Tensor FixtureCase::tensor(const std::string& key, DType dtype) const {
   if (!has_tensor(key)) throw std::runtime_error("fixture case '" + name_ + "' has no tensor '" + key + "'");

@@ -14,7 +14,8 @@ namespace {
 double projected(const Tensor& out, const std::vector<double>& projection) {
   std::vector<double> values = out.to_vector<double>();
   double s = 0.0;
-  for (std::size_t i = 0; i < values.size(); ++i) s += values[i] * projection[i];
+  for (std::size_t i = 0; i < values.size(); ++i)
+    s += values[i] * projection[i];
   return s;
 }
 
@@ -33,7 +34,8 @@ Tensor random_leaf(const Shape& shape, uint64_t seed, double low, double high) {
   return t;
 }
 
-GradcheckResult gradcheck(const GradFunction& f, const std::vector<Tensor>& inputs, GradcheckOptions options) {
+GradcheckResult gradcheck(const GradFunction& f, const std::vector<Tensor>& inputs,
+                          GradcheckOptions options) {
   GradcheckResult result;
   for (std::size_t k = 0; k < inputs.size(); ++k)
     if (inputs[k].defined() && inputs[k].dtype() != DType::f64)
@@ -82,8 +84,8 @@ GradcheckResult gradcheck(const GradFunction& f, const std::vector<Tensor>& inpu
         if (error > options.atol + options.rtol * std::abs(numeric)) {
           std::ostringstream msg;
           msg.precision(12);
-          msg << "input " << k << " element " << i << ": analytic " << analytic[k][i] << " vs numeric " << numeric
-              << " (|diff| " << error << ")";
+          msg << "input " << k << " element " << i << ": analytic " << analytic[k][i] << " vs numeric "
+              << numeric << " (|diff| " << error << ")";
           result.ok = false;
           result.message = msg.str();
           break;
@@ -112,8 +114,8 @@ GradcheckResult gradcheck(const GradFunction& f, const std::vector<Tensor>& inpu
       if (std::abs(total[i] - expected) > 1e-12 * (1 + std::abs(expected))) {
         std::ostringstream msg;
         msg.precision(12);
-        msg << "input " << k << " element " << i << ": backward overwrote or mis-accumulated .grad: " << total[i]
-            << " instead of " << expected;
+        msg << "input " << k << " element " << i
+            << ": backward overwrote or mis-accumulated .grad: " << total[i] << " instead of " << expected;
         result.ok = false;
         result.message = msg.str();
         break;

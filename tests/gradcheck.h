@@ -33,7 +33,8 @@ struct GradcheckResult {
 
 using GradFunction = std::function<Tensor(const std::vector<Tensor>&)>;
 
-GradcheckResult gradcheck(const GradFunction& f, const std::vector<Tensor>& inputs, GradcheckOptions options = {});
+GradcheckResult gradcheck(const GradFunction& f, const std::vector<Tensor>& inputs,
+                          GradcheckOptions options = {});
 
 // A random f64 leaf that requires grad, values uniform in [low, high).
 Tensor random_leaf(const Shape& shape, uint64_t seed, double low = -1.0, double high = 1.0);
@@ -41,9 +42,9 @@ Tensor random_leaf(const Shape& shape, uint64_t seed, double low = -1.0, double 
 }  // namespace icd::testing
 
 // doctest helper: CHECK that the gradient check passes, printing its message if not.
-#define CHECK_GRADCHECK(...)                                              \
-  do {                                                                    \
-    auto icd_gradcheck_result = ::icd::testing::gradcheck(__VA_ARGS__);   \
-    INFO(icd_gradcheck_result.message);                                   \
-    CHECK(icd_gradcheck_result.ok);                                       \
+#define CHECK_GRADCHECK(...)                                            \
+  do {                                                                  \
+    auto icd_gradcheck_result = ::icd::testing::gradcheck(__VA_ARGS__); \
+    INFO(icd_gradcheck_result.message);                                 \
+    CHECK(icd_gradcheck_result.ok);                                     \
   } while (0)

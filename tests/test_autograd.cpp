@@ -18,7 +18,7 @@ Tensor leaf(std::vector<double> values) {
 
 TEST_CASE("a reused non-leaf gets the sum of its gradients") {
   Tensor x = leaf({2.0, 3.0});
-  Tensor y = mul(x, x);          // y = x^2
+  Tensor y = mul(x, x);               // y = x^2
   Tensor z = sum(add(y, mul(y, y)));  // z = sum(y + y^2), dz/dx = (1 + 2y) 2x
   z.backward();
   CHECK(x.grad().to_vector<double>() == std::vector<double>{(1 + 2 * 4.0) * 4.0, (1 + 2 * 9.0) * 6.0});
@@ -111,7 +111,8 @@ TEST_CASE("gradient through views lands in the right elements") {
 TEST_CASE("a deep chain does not overflow the stack") {
   Tensor x = leaf({1.0});
   Tensor y = x;
-  for (int i = 0; i < 20000; ++i) y = add(y, 1e-3);
+  for (int i = 0; i < 20000; ++i)
+    y = add(y, 1e-3);
   y.backward(ones({1}, {DType::f64}));
   CHECK(x.grad().item() == 1.0);
 }

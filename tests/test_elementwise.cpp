@@ -13,7 +13,9 @@ using icd::testing::random_leaf;
 using Inputs = std::vector<Tensor>;
 
 namespace {
-Tensor f64(std::vector<double> v, Shape shape) { return from_vector(v, shape, {DType::f64}); }
+Tensor f64(std::vector<double> v, Shape shape) {
+  return from_vector(v, shape, {DType::f64});
+}
 // Values bounded away from zero, for log/sqrt/div/pow and the kinks of relu/abs.
 Tensor away_from_zero(const Shape& shape, uint64_t seed) {
   Tensor x = random_leaf(shape, seed, 0.2, 1.5);
@@ -93,7 +95,8 @@ TEST_CASE("f32 large tensors take the parallel path and agree with f64") {
   Tensor a = randn({300, 257}, gen), b = randn({257}, gen);
   std::vector<float> out = mul(sigmoid(a), b).to_vector<float>();
   std::vector<double> ref = mul(sigmoid(a.to(DType::f64)), b.to(DType::f64)).to_vector<double>();
-  for (std::size_t i = 0; i < out.size(); i += 97) CHECK(out[i] == doctest::Approx(ref[i]).epsilon(1e-6));
+  for (std::size_t i = 0; i < out.size(); i += 97)
+    CHECK(out[i] == doctest::Approx(ref[i]).epsilon(1e-6));
 }
 
 TEST_CASE("gradcheck: binary ops with broadcasting") {
@@ -139,7 +142,11 @@ TEST_CASE("gradcheck: where and masked_fill send gradient only where selected") 
 
 TEST_CASE("gradcheck: non-contiguous (permuted, sliced, expanded) inputs") {
   Tensor a = random_leaf({4, 3, 2}, 11), b = random_leaf({2, 3}, 12);
-  CHECK_GRADCHECK([](const Inputs& in) { return mul(in[0].permute({2, 1, 0}), in[1].unsqueeze(-1)); }, {a, b});
+  CHECK_GRADCHECK(
+      [](const Inputs& in) {
+        return mul(in[0].permute({2, 1, 0}), in[1].unsqueeze(-1));
+      },
+      {a, b});
   CHECK_GRADCHECK([](const Inputs& in) { return sigmoid(in[0].narrow(0, 1, 2).transpose(0, 2)); }, {a});
   CHECK_GRADCHECK([](const Inputs& in) { return tanh(in[0].expand({5, 2, 3})); }, {b});
   CHECK_GRADCHECK([](const Inputs& in) { return in[0].reshape({6, 4}).transpose(0, 1).contiguous(); }, {a});

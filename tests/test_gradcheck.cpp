@@ -32,7 +32,8 @@ TEST_CASE("gradcheck passes a correct backward") {
 
 TEST_CASE("gradcheck catches a planted wrong gradient") {
   Tensor x = random_leaf({3, 4}, 1);
-  auto result = gradcheck([](const std::vector<Tensor>& in) { return square_with_scaled_grad(in[0], 1.001); }, {x});
+  auto result =
+      gradcheck([](const std::vector<Tensor>& in) { return square_with_scaled_grad(in[0], 1.001); }, {x});
   CHECK_FALSE(result.ok);
   CHECK(result.message.find("input 0") != std::string::npos);
 }

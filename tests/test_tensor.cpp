@@ -29,12 +29,15 @@ TEST_CASE("random factories are repeatable for a seed and have the right moments
   CHECK(x.to_vector<double>() != randn({1000}, c, {DType::f64}).to_vector<double>());
   std::vector<double> v = randn({20000}, a, {DType::f64}).to_vector<double>();
   double mean = 0, var = 0;
-  for (double e : v) mean += e / v.size();
-  for (double e : v) var += (e - mean) * (e - mean) / v.size();
+  for (double e : v)
+    mean += e / v.size();
+  for (double e : v)
+    var += (e - mean) * (e - mean) / v.size();
   CHECK(std::abs(mean) < 0.03);
   CHECK(std::abs(var - 1.0) < 0.05);
   std::vector<double> u = uniform({5000}, 2.0, 3.0, a, {DType::f64}).to_vector<double>();
-  for (double e : u) CHECK((e >= 2.0 && e < 3.0));
+  for (double e : u)
+    CHECK((e >= 2.0 && e < 3.0));
 }
 
 TEST_CASE("views share storage and see writes through the base") {

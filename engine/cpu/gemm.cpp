@@ -16,26 +16,34 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   Eigen::Map<RowMajor, 0, Stride> c(C, M, N, Stride(ldc));
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == T(0)) {
-    if (beta == T(0)) c.setZero();
-    else c *= beta;
+    if (beta == T(0))
+      c.setZero();
+    else
+      c *= beta;
     return;
   }
   auto run = [&](const auto& a, const auto& b) {
-    if (beta == T(0)) c.noalias() = alpha * (a * b);
-    else c = beta * c + alpha * (a * b);
+    if (beta == T(0))
+      c.noalias() = alpha * (a * b);
+    else
+      c = beta * c + alpha * (a * b);
   };
   // op(A) is M x K: stored row-major M x K (no transpose) or row-major K x M (transpose).
   auto with_b = [&](const auto& a) {
-    if (trans_b) run(a, Eigen::Map<const ColMajor, 0, Stride>(B, K, N, Stride(ldb)));
-    else run(a, Eigen::Map<const RowMajor, 0, Stride>(B, K, N, Stride(ldb)));
+    if (trans_b)
+      run(a, Eigen::Map<const ColMajor, 0, Stride>(B, K, N, Stride(ldb)));
+    else
+      run(a, Eigen::Map<const RowMajor, 0, Stride>(B, K, N, Stride(ldb)));
   };
-  if (trans_a) with_b(Eigen::Map<const ColMajor, 0, Stride>(A, M, K, Stride(lda)));
-  else with_b(Eigen::Map<const RowMajor, 0, Stride>(A, M, K, Stride(lda)));
+  if (trans_a)
+    with_b(Eigen::Map<const ColMajor, 0, Stride>(A, M, K, Stride(lda)));
+  else
+    with_b(Eigen::Map<const RowMajor, 0, Stride>(A, M, K, Stride(lda)));
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                           int64_t, float, float*, int64_t);
-template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
-                           int64_t, double, double*, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
+                           const double*, int64_t, double, double*, int64_t);
 
 }  // namespace icd::cpu

@@ -26,7 +26,8 @@ void for_each_offset(const Shape& shape, const Shape& strides, F&& f) {
   int64_t offset = 0;
   const int64_t inner = shape[ndim - 1], inner_stride = strides[ndim - 1];
   for (int64_t done = 0; done < n; done += inner) {
-    for (int64_t i = 0; i < inner; ++i) f(offset + i * inner_stride);
+    for (int64_t i = 0; i < inner; ++i)
+      f(offset + i * inner_stride);
     for (int64_t d = ndim - 2; d >= 0; --d) {  // odometer step over the outer dimensions
       offset += strides[d];
       if (++index[d] < shape[d]) break;
@@ -38,8 +39,8 @@ void for_each_offset(const Shape& shape, const Shape& strides, F&& f) {
 
 template <std::size_t N>
 struct RowLayout {
-  Shape shape;                      // merged outer dims + the inner dim last (at least one dim)
-  std::array<Shape, N> strides;     // per operand, same length as shape
+  Shape shape;                   // merged outer dims + the inner dim last (at least one dim)
+  std::array<Shape, N> strides;  // per operand, same length as shape
 };
 
 // Merges dimensions that are contiguous with their neighbour in all operands and drops size-1 dims.
@@ -53,15 +54,18 @@ RowLayout<N> coalesce(const Shape& shape, const std::array<Shape, N>& strides) {
       merge = layout.strides[k].back() == strides[k][d] * shape[d];
     if (merge) {
       layout.shape.back() *= shape[d];
-      for (std::size_t k = 0; k < N; ++k) layout.strides[k].back() = strides[k][d];
+      for (std::size_t k = 0; k < N; ++k)
+        layout.strides[k].back() = strides[k][d];
     } else {
       layout.shape.push_back(shape[d]);
-      for (std::size_t k = 0; k < N; ++k) layout.strides[k].push_back(strides[k][d]);
+      for (std::size_t k = 0; k < N; ++k)
+        layout.strides[k].push_back(strides[k][d]);
     }
   }
   if (layout.shape.empty()) {
     layout.shape.push_back(1);
-    for (std::size_t k = 0; k < N; ++k) layout.strides[k].push_back(0);
+    for (std::size_t k = 0; k < N; ++k)
+      layout.strides[k].push_back(0);
   }
   return layout;
 }
@@ -80,7 +84,8 @@ void for_each_row(const Shape& shape, const std::array<Shape, N>& strides, Row&&
   const int64_t inner = layout.shape[ndim - 1];
   const int64_t rows = numel / inner;
   std::array<int64_t, N> inner_strides;
-  for (std::size_t k = 0; k < N; ++k) inner_strides[k] = layout.strides[k][ndim - 1];
+  for (std::size_t k = 0; k < N; ++k)
+    inner_strides[k] = layout.strides[k][ndim - 1];
   // Long rows are cut into chunks so that even one contiguous row is shared among threads.
   const bool parallel = numel >= kParallelGrain;
   const int64_t chunk = parallel ? std::min<int64_t>(inner, 16384) : inner;
@@ -92,17 +97,21 @@ void for_each_row(const Shape& shape, const std::array<Shape, N>& strides, Row&&
     for (int64_t d = ndim - 2; d >= 0; --d) {
       int64_t i = rest % layout.shape[d];
       rest /= layout.shape[d];
-      for (std::size_t k = 0; k < N; ++k) offsets[k] += i * layout.strides[k][d];
+      for (std::size_t k = 0; k < N; ++k)
+        offsets[k] += i * layout.strides[k][d];
     }
-    for (std::size_t k = 0; k < N; ++k) offsets[k] += start * inner_strides[k];
+    for (std::size_t k = 0; k < N; ++k)
+      offsets[k] += start * inner_strides[k];
     row(offsets, std::min(chunk, inner - start), inner_strides);
   };
   const int64_t pieces = rows * chunks_per_row;
   if (parallel && pieces > 1) {
 #pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < pieces; ++p) run(p);
+    for (int64_t p = 0; p < pieces; ++p)
+      run(p);
   } else {
-    for (int64_t p = 0; p < pieces; ++p) run(p);
+    for (int64_t p = 0; p < pieces; ++p)
+      run(p);
   }
 }
 

@@ -64,9 +64,11 @@ void map_into(Tensor& out, const std::array<Tensor, N>& in, Op op, std::index_se
       if (unit) {
         T* dst = o + off[0];
         std::array<const T*, N> p{(src[I] + off[I + 1])...};
-        for (int64_t i = 0; i < n; ++i) dst[i] = op(p[I][i]...);
+        for (int64_t i = 0; i < n; ++i)
+          dst[i] = op(p[I][i]...);
       } else {
-        for (int64_t i = 0; i < n; ++i) o[off[0] + i * st[0]] = op(src[I][off[I + 1] + i * st[I + 1]]...);
+        for (int64_t i = 0; i < n; ++i)
+          o[off[0] + i * st[0]] = op(src[I][off[I + 1] + i * st[I + 1]]...);
       }
     });
   });
@@ -75,7 +77,8 @@ void map_into(Tensor& out, const std::array<Tensor, N>& in, Op op, std::index_se
 template <std::size_t N, class Op>
 Tensor map_elements(const char* name, const std::array<Tensor, N>& in, Op op) {
   Shape shape = in[0].shape();
-  for (std::size_t k = 1; k < N; ++k) shape = broadcast_shapes(shape, in[k].shape(), name);
+  for (std::size_t k = 1; k < N; ++k)
+    shape = broadcast_shapes(shape, in[k].shape(), name);
   Tensor out = empty(shape, in[0].options());
   map_into(out, in, op, std::make_index_sequence<N>{});
   return out;
@@ -91,7 +94,9 @@ Tensor map_unary(const char* name, const Tensor& x, auto op) {
   return map_elements<1>(name, {x}, op);
 }
 
-Tensor scalar_like(double value, const Tensor& t) { return scalar_tensor(value, t.options()); }
+Tensor scalar_like(double value, const Tensor& t) {
+  return scalar_tensor(value, t.options());
+}
 
 // Records a unary op whose gradient is grad_op(g, saved).
 void record_unary(Tensor& y, const char* name, const Tensor& x, const Tensor& saved, auto grad_op) {
@@ -104,72 +109,89 @@ void record_unary(Tensor& y, const char* name, const Tensor& x, const Tensor& sa
 
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = map_binary("add", a, b, kernels::AddOp{});
-  autograd::record(out, "add", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
-    return {sum_to(g, sa), sum_to(g, sb)};
-  });
+  autograd::record(out, "add", {a, b},
+                   [sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
+                     return {sum_to(g, sa), sum_to(g, sb)};
+                   });
   return out;
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = map_binary("sub", a, b, kernels::SubOp{});
-  autograd::record(out, "sub", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
-    return {sum_to(g, sa), sum_to(neg(g), sb)};
-  });
+  autograd::record(out, "sub", {a, b},
+                   [sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
+                     return {sum_to(g, sa), sum_to(neg(g), sb)};
+                   });
   return out;
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = map_binary("mul", a, b, kernels::MulOp{});
-  autograd::record(out, "mul", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& g) -> std::vector<Tensor> {
-    return {sum_to(mul(g, b), a.shape()), sum_to(mul(g, a), b.shape())};
-  });
+  autograd::record(out, "mul", {a, b},
+                   [a = a.detach(), b = b.detach()](const Tensor& g) -> std::vector<Tensor> {
+                     return {sum_to(mul(g, b), a.shape()), sum_to(mul(g, a), b.shape())};
+                   });
   return out;
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = map_binary("div", a, b, kernels::DivOp{});
-  autograd::record(out, "div", {a, b},
-                   [a = a.detach(), b = b.detach(), y = out.detach()](const Tensor& g) -> std::vector<Tensor> {
-                     Tensor ga = div(g, b);
-                     return {sum_to(ga, a.shape()), sum_to(neg(mul(ga, y)), b.shape())};  // -g a / b^2
-                   });
+  autograd::record(
+      out, "div", {a, b},
+      [a = a.detach(), b = b.detach(), y = out.detach()](const Tensor& g) -> std::vector<Tensor> {
+        Tensor ga = div(g, b);
+        return {sum_to(ga, a.shape()), sum_to(neg(mul(ga, y)), b.shape())};  // -g a / b^2
+      });
   return out;
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = map_binary("pow", a, b, kernels::PowOp{});
-  autograd::record(out, "pow", {a, b},
-                   [a = a.detach(), b = b.detach(), y = out.detach()](const Tensor& g) -> std::vector<Tensor> {
-                     Tensor ga = mul(mul(g, b), pow(a, sub(b, scalar_like(1.0, b))));
-                     Tensor gb = mul(mul(g, y), log(a));
-                     return {sum_to(ga, a.shape()), sum_to(gb, b.shape())};
-                   });
+  autograd::record(
+      out, "pow", {a, b},
+      [a = a.detach(), b = b.detach(), y = out.detach()](const Tensor& g) -> std::vector<Tensor> {
+        Tensor ga = mul(mul(g, b), pow(a, sub(b, scalar_like(1.0, b))));
+        Tensor gb = mul(mul(g, y), log(a));
+        return {sum_to(ga, a.shape()), sum_to(gb, b.shape())};
+      });
   return out;
 }
 
 // Ties send the whole gradient to a (maximum) / a (minimum), matching the forward's choice.
 Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = map_binary("maximum", a, b, kernels::MaximumOp{});
-  autograd::record(out, "maximum", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& g) -> std::vector<Tensor> {
-    Tensor take_a = ge(a, b);
-    return {sum_to(mul(g, take_a), a.shape()), sum_to(mul(g, sub(scalar_like(1.0, take_a), take_a)), b.shape())};
-  });
+  autograd::record(out, "maximum", {a, b},
+                   [a = a.detach(), b = b.detach()](const Tensor& g) -> std::vector<Tensor> {
+                     Tensor take_a = ge(a, b);
+                     return {sum_to(mul(g, take_a), a.shape()),
+                             sum_to(mul(g, sub(scalar_like(1.0, take_a), take_a)), b.shape())};
+                   });
   return out;
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor out = map_binary("minimum", a, b, kernels::MinimumOp{});
-  autograd::record(out, "minimum", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& g) -> std::vector<Tensor> {
-    Tensor take_a = le(a, b);
-    return {sum_to(mul(g, take_a), a.shape()), sum_to(mul(g, sub(scalar_like(1.0, take_a), take_a)), b.shape())};
-  });
+  autograd::record(out, "minimum", {a, b},
+                   [a = a.detach(), b = b.detach()](const Tensor& g) -> std::vector<Tensor> {
+                     Tensor take_a = le(a, b);
+                     return {sum_to(mul(g, take_a), a.shape()),
+                             sum_to(mul(g, sub(scalar_like(1.0, take_a), take_a)), b.shape())};
+                   });
   return out;
 }
 
-Tensor add(const Tensor& a, double b) { return add(a, scalar_like(b, a)); }
-Tensor sub(const Tensor& a, double b) { return sub(a, scalar_like(b, a)); }
-Tensor mul(const Tensor& a, double b) { return mul(a, scalar_like(b, a)); }
-Tensor div(const Tensor& a, double b) { return div(a, scalar_like(b, a)); }
+Tensor add(const Tensor& a, double b) {
+  return add(a, scalar_like(b, a));
+}
+Tensor sub(const Tensor& a, double b) {
+  return sub(a, scalar_like(b, a));
+}
+Tensor mul(const Tensor& a, double b) {
+  return mul(a, scalar_like(b, a));
+}
+Tensor div(const Tensor& a, double b) {
+  return div(a, scalar_like(b, a));
+}
 
 Tensor pow(const Tensor& x, double exponent) {
   Tensor y = map_unary("pow", x, kernels::PowScalarOp{exponent});
@@ -235,11 +257,12 @@ Tensor clamp(const Tensor& x, double low, double high) {
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   require_cpu("where", {{"condition", condition}, {"a", a}, {"b", b}});
   Tensor out = map_elements<3>("where", {condition, a, b}, kernels::WhereOp{});
-  autograd::record(out, "where", {a, b},
-                   [c = condition.detach(), sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
-                     Tensor zero = scalar_like(0.0, g);
-                     return {sum_to(where(c, g, zero), sa), sum_to(where(c, zero, g), sb)};
-                   });
+  autograd::record(
+      out, "where", {a, b},
+      [c = condition.detach(), sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
+        Tensor zero = scalar_like(0.0, g);
+        return {sum_to(where(c, g, zero), sa), sum_to(where(c, zero, g), sb)};
+      });
   return out;
 }
 
@@ -250,14 +273,30 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   return where(mask, scalar_like(value, x), x);
 }
 
-Tensor eq(const Tensor& a, const Tensor& b) { return map_binary("eq", a, b, kernels::EqOp{}); }
-Tensor ne(const Tensor& a, const Tensor& b) { return map_binary("ne", a, b, kernels::NeOp{}); }
-Tensor lt(const Tensor& a, const Tensor& b) { return map_binary("lt", a, b, kernels::LtOp{}); }
-Tensor le(const Tensor& a, const Tensor& b) { return map_binary("le", a, b, kernels::LeOp{}); }
-Tensor gt(const Tensor& a, const Tensor& b) { return map_binary("gt", a, b, kernels::GtOp{}); }
-Tensor ge(const Tensor& a, const Tensor& b) { return map_binary("ge", a, b, kernels::GeOp{}); }
-Tensor gt(const Tensor& a, double b) { return gt(a, scalar_like(b, a)); }
-Tensor lt(const Tensor& a, double b) { return lt(a, scalar_like(b, a)); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  return map_binary("eq", a, b, kernels::EqOp{});
+}
+Tensor ne(const Tensor& a, const Tensor& b) {
+  return map_binary("ne", a, b, kernels::NeOp{});
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  return map_binary("lt", a, b, kernels::LtOp{});
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  return map_binary("le", a, b, kernels::LeOp{});
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  return map_binary("gt", a, b, kernels::GtOp{});
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  return map_binary("ge", a, b, kernels::GeOp{});
+}
+Tensor gt(const Tensor& a, double b) {
+  return gt(a, scalar_like(b, a));
+}
+Tensor lt(const Tensor& a, double b) {
+  return lt(a, scalar_like(b, a));
+}
 
 namespace {
 
@@ -288,9 +327,11 @@ void add_(Tensor& dst, const Tensor& src, double alpha) {
     cpu::for_each_row<2>(dst.shape(), {dst.strides(), broadcast_strides(src, dst.shape())},
                          [&](const auto& off, int64_t n, const auto& st) {
                            if (st[0] == 1 && st[1] == 1) {
-                             for (int64_t i = 0; i < n; ++i) d[off[0] + i] += a * s[off[1] + i];
+                             for (int64_t i = 0; i < n; ++i)
+                               d[off[0] + i] += a * s[off[1] + i];
                            } else {
-                             for (int64_t i = 0; i < n; ++i) d[off[0] + i * st[0]] += a * s[off[1] + i * st[1]];
+                             for (int64_t i = 0; i < n; ++i)
+                               d[off[0] + i * st[0]] += a * s[off[1] + i * st[1]];
                            }
                          });
   });
@@ -324,7 +365,8 @@ void fill_(Tensor& dst, double value) {
     T* d = dst.data<T>();
     const T v = static_cast<T>(value);
     cpu::for_each_row<1>(dst.shape(), {dst.strides()}, [&](const auto& off, int64_t n, const auto& st) {
-      for (int64_t i = 0; i < n; ++i) d[off[0] + i * st[0]] = v;
+      for (int64_t i = 0; i < n; ++i)
+        d[off[0] + i * st[0]] = v;
     });
   });
 }
@@ -337,7 +379,8 @@ void mul_(Tensor& dst, double s) {
     T* d = dst.data<T>();
     const T v = static_cast<T>(s);
     cpu::for_each_row<1>(dst.shape(), {dst.strides()}, [&](const auto& off, int64_t n, const auto& st) {
-      for (int64_t i = 0; i < n; ++i) d[off[0] + i * st[0]] *= v;
+      for (int64_t i = 0; i < n; ++i)
+        d[off[0] + i * st[0]] *= v;
     });
   });
 }

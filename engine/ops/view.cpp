@@ -30,7 +30,8 @@ Shape infer_shape(Shape shape, int64_t numel, const char* op) {
   int64_t known = 1, infer_at = -1;
   for (std::size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
-      if (infer_at >= 0) throw std::invalid_argument(std::string(op) + ": more than one -1 in " + shape_str(shape));
+      if (infer_at >= 0)
+        throw std::invalid_argument(std::string(op) + ": more than one -1 in " + shape_str(shape));
       infer_at = static_cast<int64_t>(i);
     } else {
       known *= shape[i];
@@ -80,9 +81,8 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
     new_strides[i] = strides()[d];
   }
   Tensor out = make_view(*this, new_shape, new_strides, offset());
-  autograd::record(out, "permute", {*this}, [inverse](const Tensor& g) -> std::vector<Tensor> {
-    return {g.permute(inverse)};
-  });
+  autograd::record(out, "permute", {*this},
+                   [inverse](const Tensor& g) -> std::vector<Tensor> { return {g.permute(inverse)}; });
   return out;
 }
 
@@ -98,16 +98,18 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   if (start < 0) start += size(d);
   if (start < 0 || length < 0 || start + length > size(d))
     throw std::out_of_range("narrow: [" + std::to_string(start) + ", " + std::to_string(start + length) +
-                            ") is outside dimension " + std::to_string(d) + " of size " + std::to_string(size(d)));
+                            ") is outside dimension " + std::to_string(d) + " of size " +
+                            std::to_string(size(d)));
   Shape new_shape = shape();
   new_shape[d] = length;
   Tensor out = make_view(*this, new_shape, strides(), offset() + start * stride(d));
-  autograd::record(out, "narrow", {*this}, [shape = shape(), d, start, length](const Tensor& g) -> std::vector<Tensor> {
-    Tensor full_grad = zeros(shape, g.options());
-    Tensor window = full_grad.narrow(d, start, length);
-    copy_(window, g);
-    return {full_grad};
-  });
+  autograd::record(out, "narrow", {*this},
+                   [shape = shape(), d, start, length](const Tensor& g) -> std::vector<Tensor> {
+                     Tensor full_grad = zeros(shape, g.options());
+                     Tensor window = full_grad.narrow(d, start, length);
+                     copy_(window, g);
+                     return {full_grad};
+                   });
   return out;
 }
 
@@ -132,13 +134,13 @@ Tensor Tensor::expand(Shape new_shape) const {
     if (old == new_shape[i]) {
       new_strides[i] = strides()[i - lead];
     } else if (old != 1) {
-      throw std::invalid_argument("expand: cannot expand " + shape_str(shape()) + " to " + shape_str(new_shape));
+      throw std::invalid_argument("expand: cannot expand " + shape_str(shape()) + " to " +
+                                  shape_str(new_shape));
     }
   }
   Tensor out = make_view(*this, new_shape, new_strides, offset());
-  autograd::record(out, "expand", {*this}, [shape = shape()](const Tensor& g) -> std::vector<Tensor> {
-    return {sum_to(g, shape)};
-  });
+  autograd::record(out, "expand", {*this},
+                   [shape = shape()](const Tensor& g) -> std::vector<Tensor> { return {sum_to(g, shape)}; });
   return out;
 }
 
@@ -156,7 +158,8 @@ Tensor Tensor::unsqueeze(int64_t d) const {
 Tensor Tensor::squeeze(int64_t d) const {
   d = wrap_dim(d, dim(), "squeeze");
   if (size(d) != 1)
-    throw std::invalid_argument("squeeze: dimension " + std::to_string(d) + " has size " + std::to_string(size(d)));
+    throw std::invalid_argument("squeeze: dimension " + std::to_string(d) + " has size " +
+                                std::to_string(size(d)));
   Shape new_shape = shape(), new_strides = strides();
   new_shape.erase(new_shape.begin() + d);
   new_strides.erase(new_strides.begin() + d);
@@ -184,7 +187,8 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
   if (start_dim > end_dim) throw std::invalid_argument("flatten: start_dim after end_dim");
   Shape new_shape(shape().begin(), shape().begin() + start_dim);
   int64_t merged = 1;
-  for (int64_t d = start_dim; d <= end_dim; ++d) merged *= size(d);
+  for (int64_t d = start_dim; d <= end_dim; ++d)
+    merged *= size(d);
   new_shape.push_back(merged);
   new_shape.insert(new_shape.end(), shape().begin() + end_dim + 1, shape().end());
   return reshape(new_shape);
@@ -206,9 +210,8 @@ Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
   Tensor out = empty(shape(), {target, device()});
   copy_(out, detach());
-  autograd::record(out, "to", {*this}, [source = dtype()](const Tensor& g) -> std::vector<Tensor> {
-    return {g.to(source)};
-  });
+  autograd::record(out, "to", {*this},
+                   [source = dtype()](const Tensor& g) -> std::vector<Tensor> { return {g.to(source)}; });
   return out;
 }
 

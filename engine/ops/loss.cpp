@@ -1,0 +1,339 @@
+// Loss functions, fused: one pass computes each element's loss and its local derivatives, and the
+// backward multiplies the saved derivatives by the incoming gradient (g itself under none; the scalar g
+// broadcast under sum, with 1/n folded into the saved derivative under mean).
+//
+// Shared pieces for a logit x (written so nothing overflows and nothing takes log(0)):
+//   e = exp(-|x|) in (0, 1],  p = sigmoid(x) = 1/(1+e) or e/(1+e),  q = sigmoid(-x) = 1 - p (computed
+//   directly, not as 1 - p, which would cancel to 0 for large x),  softplus(x) = max(x, 0) + log1p(e).
+//
+// BCE with logits: ce(x, t) = -t log p - (1-t) log q = softplus(x) - x t
+//   d ce/dx = p - t = p(1-t) - q t   (the second form has no cancellation when t is 0 or 1)
+//   d ce/dt = -x
+// With a weight w: loss = w ce, so d/dx and d/dt scale by w, and d loss/dw = ce.
+//
+// Sigmoid focal loss (torchvision.ops.sigmoid_focal_loss): with m = 1 - p_t = p(1-t) + q t,
+//   loss = alpha_t ce m^gamma,   alpha_t = alpha t + (1-alpha)(1-t)   (1 when alpha < 0)
+//   dm/dx = p q (1-t) - q p t = p q (1 - 2t)        (dp/dx = p q, dq/dx = -p q)
+//   d loss/dx = alpha_t [ (p(1-t) - q t) m^gamma + ce gamma m^(gamma-1) dm/dx ]
+// The second term is evaluated as gamma m^gamma (dm/dx / m): |dm/dx / m| <= 1 for every t in [0, 1], so
+// it stays finite when m underflows towards 0 (a confident, correct prediction), and it is 0 at m = 0.
+// Targets are constants here (detection labels): no d/dt is formed.
+//
+// Regression losses on d = x - y (so d/dy = -d/dx):
+//   l1: |d|, derivative sign(d) (0 at d = 0, as torch)
+//   smooth l1 (beta > 0): 0.5 d^2 / beta where |d| < beta, |d| - 0.5 beta elsewhere; derivative d / beta
+//     inside, sign(d) outside. beta = 0 is l1 exactly (torch switches to l1_loss there too).
+//   mse: d^2, derivative 2 d
+//
+// Cross entropy over logits [N, C] with class indices y:
+//   loss_i = lse_i - x_{i, y_i},   lse_i = m_i + log sum_j exp(x_ij - m_i),  m_i = max_j x_ij
+//   d loss_i / d x_ij = softmax_ij - [j = y_i],   softmax_ij = exp(x_ij - lse_i)
+// Rows whose target is ignore_index contribute no loss and no gradient; mean divides by the rows kept.
+#include "engine/ops/loss.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/cpu/strided.h"
+#include "engine/dispatch.h"
+#include "engine/factory.h"
+#include "engine/hd.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/reduce.h"
+
+namespace icd {
+namespace {
+
+// ---- per-element bodies (shared with a future CUDA kernel, hence ICD_HD)
+
+template <class T>
+struct LossTerms {
+  T loss;
+  T d_input;   // d loss / d input
+  T d_target;  // d loss / d target
+};
+
+template <class T>
+struct SigmoidParts {
+  T p;   // sigmoid(x)
+  T q;   // sigmoid(-x) = 1 - p
+  T ce;  // softplus(x) - x t, summed as (max(x, 0) - x t) + log1p(e): for a hard target the bracket is
+         // exactly 0 or |x|, so a tiny loss such as log1p(e^-30) is not rounded away against |x|
+};
+
+template <class T>
+ICD_HD SigmoidParts<T> sigmoid_parts(T x, T t) {
+  const T e = std::exp(-std::abs(x));
+  const T inv = T(1) / (T(1) + e);
+  const T ce = ((x > T(0) ? x : T(0)) - x * t) + std::log1p(e);
+  if (x >= T(0)) return {inv, e * inv, ce};
+  return {e * inv, inv, ce};
+}
+
+template <class T>
+ICD_HD T sign_of(T d) {
+  return d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0));
+}
+
+struct BceBody {
+  template <class T>
+  ICD_HD LossTerms<T> operator()(T x, T t) const {
+    const SigmoidParts<T> s = sigmoid_parts(x, t);
+    return {s.ce, s.p * (T(1) - t) - s.q * t, -x};
+  }
+};
+
+struct FocalBody {
+  double alpha, gamma;
+  template <class T>
+  ICD_HD LossTerms<T> operator()(T x, T t) const {
+    const SigmoidParts<T> s = sigmoid_parts(x, t);
+    const T ce = s.ce;
+    const T d_ce = s.p * (T(1) - t) - s.q * t;
+    const T m = s.p * (T(1) - t) + s.q * t;  // 1 - p_t
+    const T g = static_cast<T>(gamma);
+    const T modulator = gamma == 2.0 ? m * m : std::pow(m, g);
+    const T d_m_over_m = m > T(0) ? s.p * s.q * (T(1) - T(2) * t) / m : T(0);
+    const T d_modulator = g * modulator * d_m_over_m;
+    const T a = static_cast<T>(alpha);
+    const T alpha_t = alpha >= 0.0 ? a * t + (T(1) - a) * (T(1) - t) : T(1);
+    return {alpha_t * ce * modulator, alpha_t * (d_ce * modulator + ce * d_modulator), T(0)};
+  }
+};
+
+struct L1Body {
+  template <class T>
+  ICD_HD LossTerms<T> operator()(T x, T y) const {
+    const T d = x - y;
+    const T s = sign_of(d);
+    return {std::abs(d), s, -s};
+  }
+};
+
+struct SmoothL1Body {
+  double beta;  // > 0
+  template <class T>
+  ICD_HD LossTerms<T> operator()(T x, T y) const {
+    const T d = x - y, b = static_cast<T>(beta);
+    const T ad = std::abs(d);
+    if (ad < b) return {T(0.5) * d * d / b, d / b, -d / b};
+    const T s = sign_of(d);
+    return {ad - T(0.5) * b, s, -s};
+  }
+};
+
+struct MseBody {
+  template <class T>
+  ICD_HD LossTerms<T> operator()(T x, T y) const {
+    const T d = x - y;
+    return {d * d, T(2) * d, T(-2) * d};
+  }
+};
+
+// ---- the driver shared by all pointwise losses
+
+struct PointwiseCall {
+  const char* op;
+  const char* input_name;
+  const char* target_name;
+  Reduction reduction;
+  bool target_differentiable;
+};
+
+template <class Body>
+Tensor pointwise_loss(const PointwiseCall& call, const Tensor& input, const Tensor& target,
+                      const Tensor& weight, Body body) {
+  const std::string op = call.op;
+  if (!input.defined() || !target.defined())
+    throw std::invalid_argument(op + ": " + call.input_name + " and " + call.target_name +
+                                " must be defined");
+  require_cpu(call.op, {{call.input_name, input}, {call.target_name, target}, {"weight", weight}});
+  if (input.shape() != target.shape())
+    throw std::invalid_argument(op + ": " + call.input_name + " " + shape_str(input.shape()) + " and " +
+                                call.target_name + " " + shape_str(target.shape()) +
+                                " must have the same shape");
+  if (weight.defined() && broadcast_shapes(weight.shape(), input.shape(), call.op) != input.shape())
+    throw std::invalid_argument(op + ": weight " + shape_str(weight.shape()) + " does not broadcast to " +
+                                call.input_name + " " + shape_str(input.shape()));
+  const bool grad_mode = autograd::grad_enabled();
+  if (!call.target_differentiable && grad_mode && target.requires_grad())
+    throw std::invalid_argument(op + ": no gradient flows into " + call.target_name +
+                                ", but it requires grad; pass " + call.target_name + ".detach()");
+  const bool need_d_input = grad_mode && input.requires_grad();
+  const bool need_d_target = grad_mode && target.requires_grad();
+  const bool need_d_weight = grad_mode && weight.defined() && weight.requires_grad();
+
+  const Shape& shape = input.shape();
+  const int64_t n = input.numel();
+  const Tensor x = input.detach().contiguous(), t = target.detach().contiguous();
+  const Tensor w = weight.defined() ? weight.detach().expand(shape).contiguous() : Tensor();
+  Tensor per_element = call.reduction == Reduction::none ? empty(shape, input.options()) : Tensor();
+  Tensor d_input = need_d_input ? empty(shape, input.options()) : Tensor();
+  Tensor d_target = need_d_target ? empty(shape, input.options()) : Tensor();
+  Tensor d_weight = need_d_weight ? empty(shape, input.options()) : Tensor();
+  // Under mean, every element's share of the output is 1/n: fold it into the saved derivatives.
+  const double scale = call.reduction == Reduction::mean ? 1.0 / static_cast<double>(n) : 1.0;
+
+  const double total = dispatch_floating(input.dtype(), call.op, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.data<T>();
+    const T* tp = t.data<T>();
+    const T* wp = w.defined() ? w.data<T>() : nullptr;
+    T* out = per_element.defined() ? per_element.data<T>() : nullptr;
+    T* dx = d_input.defined() ? d_input.data<T>() : nullptr;
+    T* dt = d_target.defined() ? d_target.data<T>() : nullptr;
+    T* dw = d_weight.defined() ? d_weight.data<T>() : nullptr;
+    const T s = static_cast<T>(scale);
+    double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (n >= cpu::kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) {
+      const LossTerms<T> r = body(xp[i], tp[i]);
+      const T wi = wp ? wp[i] : T(1);
+      const T loss = wi * r.loss;
+      sum += loss;
+      if (out) out[i] = loss;
+      if (dx) dx[i] = wi * r.d_input * s;
+      if (dt) dt[i] = wi * r.d_target * s;
+      if (dw) dw[i] = r.loss * s;
+    }
+    return sum;
+  });
+
+  Tensor result = per_element.defined() ? per_element : scalar_tensor(total * scale, input.options());
+  autograd::record(
+      result, call.op, {input, target, weight},
+      [d_input, d_target, d_weight,
+       weight_shape = weight.defined() ? weight.shape() : Shape{}](const Tensor& g) -> std::vector<Tensor> {
+        auto times_g = [&g](const Tensor& local) { return local.defined() ? mul(local, g) : Tensor(); };
+        Tensor grad_weight = d_weight.defined() ? sum_to(mul(d_weight, g), weight_shape) : Tensor();
+        return {times_g(d_input), times_g(d_target), grad_weight};
+      });
+  return result;
+}
+
+}  // namespace
+
+Tensor sigmoid_focal_loss(const Tensor& logits, const Tensor& targets, double alpha, double gamma,
+                          Reduction reduction) {
+  if (!(gamma >= 0.0))
+    throw std::invalid_argument("sigmoid_focal_loss: gamma must be >= 0, got " + std::to_string(gamma));
+  return pointwise_loss({"sigmoid_focal_loss", "logits", "targets", reduction, false}, logits, targets,
+                        Tensor(), FocalBody{alpha, gamma});
+}
+
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets, Reduction reduction,
+                                        const Tensor& weight) {
+  return pointwise_loss({"binary_cross_entropy_with_logits", "logits", "targets", reduction, true}, logits,
+                        targets, weight, BceBody{});
+}
+
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  return pointwise_loss({"l1_loss", "input", "target", reduction, true}, input, target, Tensor(), L1Body{});
+}
+
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, double beta, Reduction reduction) {
+  if (!(beta >= 0.0))
+    throw std::invalid_argument("smooth_l1_loss: beta must be >= 0, got " + std::to_string(beta));
+  const PointwiseCall call{"smooth_l1_loss", "input", "target", reduction, true};
+  if (beta == 0.0) return pointwise_loss(call, input, target, Tensor(), L1Body{});
+  return pointwise_loss(call, input, target, Tensor(), SmoothL1Body{beta});
+}
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  return pointwise_loss({"mse_loss", "input", "target", reduction, true}, input, target, Tensor(), MseBody{});
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction,
+                     std::optional<int64_t> ignore_index) {
+  if (!logits.defined() || !target.defined())
+    throw std::invalid_argument("cross_entropy: logits and target must be defined");
+  require_cpu("cross_entropy", {{"logits", logits}});
+  require_cpu("cross_entropy", {{"target", target}});
+  if (logits.dim() != 2)
+    throw std::invalid_argument("cross_entropy: logits must be [N, C], got " + shape_str(logits.shape()));
+  const int64_t rows = logits.size(0), classes = logits.size(1);
+  if (target.dtype() != DType::i64)
+    throw std::invalid_argument(std::string("cross_entropy: target must hold i64 class indices, got ") +
+                                dtype_name(target.dtype()));
+  if (target.shape() != Shape{rows})
+    throw std::invalid_argument("cross_entropy: target " + shape_str(target.shape()) +
+                                " must be [N] for logits " + shape_str(logits.shape()));
+  if (classes == 0) throw std::invalid_argument("cross_entropy: logits have zero classes");
+
+  const std::vector<int64_t> labels = target.to_vector<int64_t>();
+  std::vector<char> kept(rows, 1);
+  int64_t kept_count = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (ignore_index && labels[i] == *ignore_index) {
+      kept[i] = 0;
+      continue;
+    }
+    if (labels[i] < 0 || labels[i] >= classes)
+      throw std::invalid_argument("cross_entropy: target[" + std::to_string(i) +
+                                  "] = " + std::to_string(labels[i]) + " is not a class index in [0, " +
+                                  std::to_string(classes) + ")");
+    ++kept_count;
+  }
+
+  const bool need_grad = autograd::grad_enabled() && logits.requires_grad();
+  const Tensor x = logits.detach().contiguous();
+  Tensor per_row = empty({rows}, logits.options());
+  Tensor d_logits = need_grad ? empty(logits.shape(), logits.options()) : Tensor();
+  const double scale =
+      reduction == Reduction::mean ? (kept_count > 0 ? 1.0 / static_cast<double>(kept_count) : 0.0) : 1.0;
+
+  const double total = dispatch_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.data<T>();
+    T* out = per_row.data<T>();
+    T* dx = d_logits.defined() ? d_logits.data<T>() : nullptr;
+    double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (rows * classes >= cpu::kParallelGrain)
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* row = xp + i * classes;
+      T* drow = dx ? dx + i * classes : nullptr;
+      if (!kept[i]) {
+        out[i] = T(0);
+        if (drow)
+          for (int64_t j = 0; j < classes; ++j)
+            drow[j] = T(0);
+        continue;
+      }
+      T row_max = row[0];
+      for (int64_t j = 1; j < classes; ++j)
+        row_max = row[j] > row_max ? row[j] : row_max;
+      double exp_sum = 0.0;
+      for (int64_t j = 0; j < classes; ++j)
+        exp_sum += std::exp(row[j] - row_max);
+      const double lse = static_cast<double>(row_max) + std::log(exp_sum);
+      const double loss = lse - static_cast<double>(row[labels[i]]);
+      out[i] = static_cast<T>(loss);
+      sum += loss;
+      if (drow) {
+        for (int64_t j = 0; j < classes; ++j)
+          drow[j] = static_cast<T>(std::exp(static_cast<double>(row[j]) - lse) * scale);
+        drow[labels[i]] -= static_cast<T>(scale);
+      }
+    }
+    return sum;
+  });
+
+  Tensor result;
+  if (reduction == Reduction::none) {
+    result = per_row;
+  } else {
+    // mean with every row ignored is 0/0 = NaN, as in torch
+    const double value = reduction == Reduction::sum ? total : total / static_cast<double>(kept_count);
+    result = scalar_tensor(value, logits.options());
+  }
+  autograd::record(result, "cross_entropy", {logits},
+                   [d_logits, reduction, rows](const Tensor& g) -> std::vector<Tensor> {
+                     return {mul(d_logits, reduction == Reduction::none ? g.reshape({rows, 1}) : g)};
+                   });
+  return result;
+}
+
+}  // namespace icd

@@ -1,0 +1,326 @@
+// Pooling.
+//
+// Each output element reads a window of its input plane. With stride s, padding p, dilation d, output
+// row i reads input rows i s - p + t d for taps t = 0 .. k-1 (likewise for columns); taps that fall in
+// the padding read -inf (max) or 0 (avg).
+//
+// max_pool2d: y = x[a], a the window's first position holding the maximum. y depends on x[a] alone,
+//   with slope 1, so dL/dx[a] += dL/dy, nothing elsewhere. The forward saves a per output (as an i64
+//   offset in the plane); overlapping windows may pick the same element, hence the +=.
+// avg_pool2d: y = (1 / D) sum over the window of x, D the window size counted with the padding
+//   (count_include_pad) or without. Every element in the window gets dL/dy / D.
+// adaptive_avg_pool2d: an average over [floor(i H / out), ceil((i + 1) H / out)), same backward.
+//
+// All kernels run on contiguous [planes, H, W] data (planes = N C), one plane per OpenMP iteration, so
+// threads never write to the same gradient element. Window bounds depend only on the output position,
+// so they are computed once per call, not per plane.
+#include "engine/ops/pool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/cpu/strided.h"
+#include "engine/dispatch.h"
+#include "engine/factory.h"
+
+namespace icd {
+namespace {
+
+// The input as a stack of planes, and the pooled size of each plane.
+struct PlaneGeometry {
+  int64_t planes = 0, in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  int64_t in_plane() const { return in_h * in_w; }
+  int64_t out_plane() const { return out_h * out_w; }
+};
+
+// The input positions one output row (or column) of a window reads, along one axis.
+struct Span {
+  int64_t begin = 0, end = 0;  // the taps inside the input: positions begin, begin + step, ... < end
+  int64_t step = 1;            // the dilation
+  int64_t padded = 0;          // the window length counting padded positions (avg's count_include_pad)
+};
+
+int64_t floor_div(int64_t a, int64_t b) {
+  return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
+}
+int64_t ceil_div(int64_t a, int64_t b) {
+  return -floor_div(-a, b);
+}
+
+std::string pair_str(Pool2dOptions::Pair p) {
+  std::string s = "(";  // built with += : GCC 12 warns (-Wrestrict, falsely) on "(" + std::string
+  s += std::to_string(p.h) + ", " + std::to_string(p.w) + ")";
+  return s;
+}
+
+// Checks the rank and returns the input's planes; the output sizes are filled in by the caller.
+PlaneGeometry plane_geometry(const Tensor& x, const char* op) {
+  if (x.dim() != 3 && x.dim() != 4)
+    throw std::invalid_argument(std::string(op) + ": x must be [N, C, H, W] or [C, H, W], got " +
+                                shape_str(x.shape()));
+  for (int64_t d = x.dim() - 3; d < x.dim(); ++d)
+    if (x.size(d) == 0)
+      throw std::invalid_argument(std::string(op) + ": x " + shape_str(x.shape()) +
+                                  " has an empty C, H or W");
+  PlaneGeometry g;
+  g.in_h = x.size(-2);
+  g.in_w = x.size(-1);
+  g.planes = x.numel() / g.in_plane();
+  return g;
+}
+
+Shape pooled_shape(const Tensor& x, const PlaneGeometry& g) {
+  Shape shape = x.shape();
+  shape[shape.size() - 2] = g.out_h;
+  shape[shape.size() - 1] = g.out_w;
+  return shape;
+}
+
+// torch's pooling_output_shape.
+int64_t pooled_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation,
+                    bool ceil_mode) {
+  int64_t out =
+      floor_div(in + 2 * pad - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0), stride) + 1;
+  // In ceil mode the last window must still start inside the input or its left padding.
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+// Validates the window options and returns them with the default stride filled in.
+Pool2dOptions resolve_window(const Tensor& x, Pool2dOptions o, PlaneGeometry& g, const char* op) {
+  if (o.stride.h == 0 && o.stride.w == 0) o.stride = o.kernel;
+  const std::string what = std::string(op) + ": kernel " + pair_str(o.kernel) + ", stride " +
+                           pair_str(o.stride) + ", padding " + pair_str(o.padding) + ", dilation " +
+                           pair_str(o.dilation);
+  if (o.kernel.h <= 0 || o.kernel.w <= 0 || o.stride.h <= 0 || o.stride.w <= 0 || o.dilation.h <= 0 ||
+      o.dilation.w <= 0)
+    throw std::invalid_argument(what + ": kernel, stride and dilation must be positive");
+  if (o.padding.h < 0 || o.padding.w < 0 || o.padding.h > o.kernel.h / 2 || o.padding.w > o.kernel.w / 2)
+    throw std::invalid_argument(what + ": padding must be between 0 and half the kernel size");
+  g.out_h = pooled_size(g.in_h, o.kernel.h, o.stride.h, o.padding.h, o.dilation.h, o.ceil_mode);
+  g.out_w = pooled_size(g.in_w, o.kernel.w, o.stride.w, o.padding.w, o.dilation.w, o.ceil_mode);
+  if (g.out_h < 1 || g.out_w < 1)
+    throw std::invalid_argument(what + ": the output of x " + shape_str(x.shape()) + " would be " +
+                                std::to_string(g.out_h) + " x " + std::to_string(g.out_w) + ", too small");
+  return o;
+}
+
+// The spans of all output positions along one axis for a strided, padded, dilated window.
+std::vector<Span> window_spans(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+                               int64_t dilation) {
+  std::vector<Span> spans(out);
+  for (int64_t i = 0; i < out; ++i) {
+    const int64_t start = i * stride - pad;  // position of tap 0
+    const int64_t first_tap = start < 0 ? ceil_div(-start, dilation) : 0;
+    const int64_t end_tap = std::min(kernel, ceil_div(in - start, dilation));
+    Span& s = spans[i];
+    s.step = dilation;
+    s.begin = start + first_tap * dilation;
+    s.end = std::max(s.begin, start + (end_tap - 1) * dilation + 1);
+    // avg_pool2d (dilation 1): the window clipped to the input plus padding, as torch counts it.
+    s.padded = std::min(start + kernel, in + pad) - start;
+  }
+  return spans;
+}
+
+// Adaptive windows: [floor(i in / out), ceil((i + 1) in / out)).
+std::vector<Span> adaptive_spans(int64_t in, int64_t out) {
+  std::vector<Span> spans(out);
+  for (int64_t i = 0; i < out; ++i) {
+    spans[i].begin = (i * in) / out;
+    spans[i].end = ((i + 1) * in + out - 1) / out;
+    spans[i].padded = spans[i].end - spans[i].begin;
+  }
+  return spans;
+}
+
+int64_t span_count(const Span& s) {
+  return s.end > s.begin ? (s.end - s.begin + s.step - 1) / s.step : 0;
+}
+
+// Runs plane(p) for every plane, in parallel when the job is big enough to pay for the threads.
+template <class Body>
+void for_each_plane(int64_t planes, int64_t work_per_plane, Body&& plane) {
+#pragma omp parallel for schedule(static) if (planes > 1 && planes * work_per_plane >= cpu::kParallelGrain)
+  for (int64_t p = 0; p < planes; ++p)
+    plane(p);
+}
+
+// ---- max_pool2d
+
+template <class T>
+void max_pool_forward(const T* x, const PlaneGeometry& g, const std::vector<Span>& rows,
+                      const std::vector<Span>& cols, T* y, int64_t* argmax) {
+  for_each_plane(g.planes, g.out_plane() * span_count(rows[0]) * span_count(cols[0]), [&](int64_t p) {
+    const T* in = x + p * g.in_plane();
+    T* out = y + p * g.out_plane();
+    int64_t* at = argmax + p * g.out_plane();
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      const Span& r = rows[oh];
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        const Span& c = cols[ow];
+        T best = -std::numeric_limits<T>::infinity();
+        // The first tap inside the input, even if every value is -inf (torch's choice); -1 if none.
+        int64_t best_at = r.end > r.begin && c.end > c.begin ? r.begin * g.in_w + c.begin : -1;
+        for (int64_t h = r.begin; h < r.end; h += r.step) {
+          for (int64_t w = c.begin; w < c.end; w += c.step) {
+            const T v = in[h * g.in_w + w];
+            if (v > best || std::isnan(v)) {  // strict: the first maximum stays; NaN wins, as in torch
+              best = v;
+              best_at = h * g.in_w + w;
+            }
+          }
+        }
+        out[oh * g.out_w + ow] = best;
+        at[oh * g.out_w + ow] = best_at;
+      }
+    }
+  });
+}
+
+Tensor max_pool_backward(const Tensor& grad_out, const Tensor& argmax, const PlaneGeometry& g,
+                         const Shape& x_shape) {
+  Tensor grad = zeros(x_shape, grad_out.options());
+  const Tensor gc = grad_out.contiguous();
+  dispatch_floating(grad.dtype(), "max_pool2d backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* src = gc.data<T>();
+    const int64_t* at = argmax.data<int64_t>();
+    T* dst = grad.data<T>();
+    for_each_plane(g.planes, g.out_plane(), [&](int64_t p) {
+      T* plane = dst + p * g.in_plane();
+      for (int64_t o = p * g.out_plane(), end = o + g.out_plane(); o < end; ++o)
+        if (at[o] >= 0) plane[at[o]] += src[o];
+    });
+  });
+  return grad;
+}
+
+// ---- avg_pool2d and adaptive_avg_pool2d: window sums over spans with unit step
+
+int64_t window_divisor(const Span& r, const Span& c, bool count_padding) {
+  return count_padding ? r.padded * c.padded : (r.end - r.begin) * (c.end - c.begin);
+}
+
+template <class T>
+void avg_pool_forward(const T* x, const PlaneGeometry& g, const std::vector<Span>& rows,
+                      const std::vector<Span>& cols, bool count_padding, T* y) {
+  const int64_t window = (rows[0].padded + 1) * (cols[0].padded + 1);
+  for_each_plane(g.planes, g.out_plane() * window, [&](int64_t p) {
+    const T* in = x + p * g.in_plane();
+    T* out = y + p * g.out_plane();
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      const Span& r = rows[oh];
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        const Span& c = cols[ow];
+        double sum = 0.0;
+        for (int64_t h = r.begin; h < r.end; ++h)
+          for (int64_t w = c.begin; w < c.end; ++w)
+            sum += in[h * g.in_w + w];
+        const int64_t divisor = window_divisor(r, c, count_padding);
+        out[oh * g.out_w + ow] = divisor > 0 ? static_cast<T>(sum / static_cast<double>(divisor)) : T(0);
+      }
+    }
+  });
+}
+
+Tensor avg_pool_backward(const Tensor& grad_out, const PlaneGeometry& g, const std::vector<Span>& rows,
+                         const std::vector<Span>& cols, bool count_padding, const Shape& x_shape) {
+  Tensor grad = zeros(x_shape, grad_out.options());
+  const Tensor gc = grad_out.contiguous();
+  dispatch_floating(grad.dtype(), "avg_pool2d backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* src = gc.data<T>();
+    T* dst = grad.data<T>();
+    const int64_t window = (rows[0].padded + 1) * (cols[0].padded + 1);
+    for_each_plane(g.planes, g.out_plane() * window, [&](int64_t p) {
+      const T* g_plane = src + p * g.out_plane();
+      T* plane = dst + p * g.in_plane();
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        const Span& r = rows[oh];
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const Span& c = cols[ow];
+          const int64_t divisor = window_divisor(r, c, count_padding);
+          if (divisor == 0) continue;
+          const T share = g_plane[oh * g.out_w + ow] / static_cast<T>(divisor);
+          for (int64_t h = r.begin; h < r.end; ++h)
+            for (int64_t w = c.begin; w < c.end; ++w)
+              plane[h * g.in_w + w] += share;
+        }
+      }
+    });
+  });
+  return grad;
+}
+
+// The averaging op shared by avg_pool2d and adaptive_avg_pool2d, with its backward.
+Tensor average_windows(const Tensor& x, const PlaneGeometry& g, std::vector<Span> rows,
+                       std::vector<Span> cols, bool count_padding, const char* op) {
+  const Tensor xc = x.detach().contiguous();
+  Tensor y = empty(pooled_shape(x, g), x.options());
+  dispatch_floating(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    avg_pool_forward(xc.data<T>(), g, rows, cols, count_padding, y.data<T>());
+  });
+  autograd::record(y, op, {x},
+                   [g, rows = std::move(rows), cols = std::move(cols), count_padding,
+                    x_shape = x.shape()](const Tensor& grad_out) -> std::vector<Tensor> {
+                     return {avg_pool_backward(grad_out, g, rows, cols, count_padding, x_shape)};
+                   });
+  return y;
+}
+
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
+  require_cpu("max_pool2d", {{"x", x}});
+  PlaneGeometry g = plane_geometry(x, "max_pool2d");
+  const Pool2dOptions o = resolve_window(x, options, g, "max_pool2d");
+  const std::vector<Span> rows =
+      window_spans(g.in_h, g.out_h, o.kernel.h, o.stride.h, o.padding.h, o.dilation.h);
+  const std::vector<Span> cols =
+      window_spans(g.in_w, g.out_w, o.kernel.w, o.stride.w, o.padding.w, o.dilation.w);
+  const Tensor xc = x.detach().contiguous();
+  const Shape out_shape = pooled_shape(x, g);
+  Tensor y = empty(out_shape, x.options());
+  Tensor argmax = empty(out_shape, {DType::i64, x.device()});
+  dispatch_floating(x.dtype(), "max_pool2d", [&](auto tag) {
+    using T = decltype(tag);
+    max_pool_forward(xc.data<T>(), g, rows, cols, y.data<T>(), argmax.data<int64_t>());
+  });
+  autograd::record(y, "max_pool2d", {x},
+                   [argmax, g, x_shape = x.shape()](const Tensor& grad_out) -> std::vector<Tensor> {
+                     return {max_pool_backward(grad_out, argmax, g, x_shape)};
+                   });
+  return y;
+}
+
+Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& options) {
+  require_cpu("avg_pool2d", {{"x", x}});
+  if (options.dilation.h != 1 || options.dilation.w != 1)
+    throw std::invalid_argument("avg_pool2d: dilation " + pair_str(options.dilation) +
+                                " is not supported (only 1)");
+  PlaneGeometry g = plane_geometry(x, "avg_pool2d");
+  const Pool2dOptions o = resolve_window(x, options, g, "avg_pool2d");
+  return average_windows(x, g, window_spans(g.in_h, g.out_h, o.kernel.h, o.stride.h, o.padding.h, 1),
+                         window_spans(g.in_w, g.out_w, o.kernel.w, o.stride.w, o.padding.w, 1),
+                         o.count_include_pad, "avg_pool2d");
+}
+
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
+  require_cpu("adaptive_avg_pool2d", {{"x", x}});
+  PlaneGeometry g = plane_geometry(x, "adaptive_avg_pool2d");
+  if (out_h < 1 || out_w < 1)
+    throw std::invalid_argument("adaptive_avg_pool2d: output size " + std::to_string(out_h) + " x " +
+                                std::to_string(out_w) + " must be positive");
+  g.out_h = out_h;
+  g.out_w = out_w;
+  return average_windows(x, g, adaptive_spans(g.in_h, out_h), adaptive_spans(g.in_w, out_w), false,
+                         "adaptive_avg_pool2d");
+}
+
+}  // namespace icd

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build and test icd. Idempotent: packages already
+# present are not fetched again. Needs root (or sudo).
+#   scripts/setup.sh            build + test dependencies
+#   scripts/setup.sh --torch    also Debian's python3-torch/torchvision (tools/ fixtures, tools/bench_torch.py)
+set -euo pipefail
+
+packages=(build-essential cmake ccache git pkg-config
+          libeigen3-dev libstb-dev doctest-dev nlohmann-json3-dev libcli11-dev)
+if [[ "${1:-}" == "--torch" ]]; then
+  packages+=(python3-torch python3-torchvision python3-numpy)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+echo "setup: installing ${missing[*]}"
+"${sudo_cmd[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,227 @@
+// ResNet against torchvision 0.14 (fixtures from tools/make_resnet_fixtures.py): logits, C3-C5 features,
+// and the gradients of a scalar loss w.r.t. the input and every parameter, in f32 and f64.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "engine/factory.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/reduce.h"
+#include "fixture.h"
+#include "layers/conv2d.h"
+#include "models/resnet.h"
+
+using namespace icd;
+
+namespace {
+
+// The closed-form weights of tools/make_resnet_fixtures.py (see its docstring).
+uint32_t fnv1a32(const std::string& text) {
+  uint32_t h = 0x811C9DC5u;
+  for (unsigned char c : text)
+    h = (h ^ c) * 0x01000193u;
+  return h;
+}
+
+uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+Tensor formula(const std::string& name, const Shape& shape, DType dtype) {
+  const int64_t n = shape_numel(shape);
+  const uint64_t base = static_cast<uint64_t>(fnv1a32(name)) << 32;
+  std::vector<double> v(n);
+  for (int64_t i = 0; i < n; ++i)
+    v[i] = static_cast<double>(splitmix64(base + static_cast<uint64_t>(i)) >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+  const std::string leaf = name.substr(name.rfind('.') + 1);
+  double scale = 1, shift = 0;
+  if (name == "input" || name == "projection") {
+  } else if (leaf == "weight" && shape.size() >= 2) {
+    scale = std::sqrt(6.0 / static_cast<double>(n / shape[0]));
+  } else if (leaf == "weight") {
+    scale = 0.2, shift = 1;
+  } else if (leaf == "bias") {
+    scale = 0.05;
+  } else if (leaf == "running_mean") {
+    scale = 0.1;
+  } else if (leaf == "running_var") {
+    scale = 0.25, shift = 0.75;
+  } else {
+    throw std::runtime_error("no formula for " + name);
+  }
+  for (double& x : v)
+    x = shift + scale * x;
+  return from_vector(v, shape, {dtype});
+}
+
+// The same summary as the tool: sum, sum |x|, 64 values at evenly spaced flat indices.
+std::vector<double> summary(const Tensor& t) {
+  std::vector<double> flat = t.to_vector<double>();
+  double sum = 0, sum_abs = 0;
+  for (double x : flat)
+    sum += x, sum_abs += std::abs(x);
+  std::vector<double> out{sum, sum_abs};
+  const int64_t n = static_cast<int64_t>(flat.size());
+  for (int64_t k = 0; k < std::min<int64_t>(64, n); ++k) {
+    // numpy/torch linspace(0, n-1, 64).round(): round half to even
+    double position =
+        n >= 64 ? static_cast<double>(k) * static_cast<double>(n - 1) / 63.0 : static_cast<double>(k);
+    out.push_back(flat[static_cast<std::size_t>(std::nearbyint(position))]);
+  }
+  return out;
+}
+
+// Error of a summary against the reference: the sum relative to sum |x|, and the 64 sampled values
+// either element by element (relative to each value, with an absolute floor at 1e-3 of the mean
+// magnitude) or as one vector (||ours - ref|| / ||ref||).
+// f64 is held to the element-wise form. f32 is held to the vector form: a gradient element that is a
+// cancelling sum (a norm layer's bias gradient, say) keeps only a few f32 digits in any implementation;
+// torch's own f32 run of this fixture misses its f64 values by up to 4e-4 element-wise on such elements,
+// but by at most 1.5e-6 as vectors.
+enum class Metric { elementwise, vector };
+
+double summary_error(const std::vector<double>& ours, const Tensor& expected_summary, Metric metric) {
+  std::vector<double> ref = expected_summary.to_vector<double>();
+  REQUIRE(ours.size() == ref.size());
+  double worst = std::abs(ours[0] - ref[0]) / ref[1];
+  worst = std::max(worst, std::abs(ours[1] - ref[1]) / ref[1]);
+  if (metric == Metric::elementwise) {
+    const double floor = 1e-3 * ref[1] / 64.0;
+    for (std::size_t i = 2; i < ref.size(); ++i)
+      worst = std::max(worst, std::abs(ours[i] - ref[i]) / (std::abs(ref[i]) + floor));
+  } else {
+    double diff = 0, norm = 0;
+    for (std::size_t i = 2; i < ref.size(); ++i)
+      diff += (ours[i] - ref[i]) * (ours[i] - ref[i]), norm += ref[i] * ref[i];
+    worst = std::max(worst, std::sqrt(diff / norm));
+  }
+  return worst;
+}
+
+void check_parity(int depth, DType dtype, double tolerance) {
+  const Metric metric = dtype == DType::f64 ? Metric::elementwise : Metric::vector;
+  testing::Fixture fixture("resnet.json");
+  testing::FixtureCase c = fixture["resnet" + std::to_string(depth)];
+  Generator gen(0);
+  ResNet net(ResNetConfig{.depth = depth}, gen);
+  net.to(dtype);
+  NamedTensors state;
+  for (const auto& [name, t] : net.state_dict())
+    state.emplace_back(name, name.ends_with("num_batches_tracked") ? t : formula(name, t.shape(), dtype));
+  net.load_state_dict(state);
+  net.eval();
+  const int64_t size = c.params().at("size").get<int64_t>();
+  Tensor x = formula("input", {1, 3, size, size}, dtype);
+  x.set_requires_grad(true);
+  ResNetOutput out = net.forward(x);
+  Tensor logits_ref = c.tensor("logits");
+  if (metric == Metric::elementwise) {
+    double scale = 0;
+    for (double v : logits_ref.to_vector<double>())
+      scale = std::max(scale, std::abs(v));
+    CHECK(testing::max_relative_error(out.logits, logits_ref, 1e-3 * scale) < tolerance);
+  } else {
+    std::vector<double> a = out.logits.to_vector<double>(), b = logits_ref.to_vector<double>();
+    double diff = 0, norm = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+      diff += (a[i] - b[i]) * (a[i] - b[i]), norm += b[i] * b[i];
+    CHECK(std::sqrt(diff / norm) < tolerance);
+  }
+  CHECK(summary_error(summary(out.c3), c.tensor("c3"), metric) < tolerance);
+  CHECK(summary_error(summary(out.c4), c.tensor("c4"), metric) < tolerance);
+  CHECK(summary_error(summary(out.c5), c.tensor("c5"), metric) < tolerance);
+  sum(mul(out.logits, formula("projection", out.logits.shape(), dtype))).backward();
+  CHECK(summary_error(summary(x.grad()), c.tensor("grad_input"), metric) < tolerance);
+  int checked = 0;
+  for (const auto& [name, p] : net.named_parameters()) {
+    INFO(name);
+    CHECK(summary_error(summary(p.grad()), c.tensor("grad." + name), metric) < tolerance);
+    ++checked;
+  }
+  CHECK(checked == (depth == 18 ? 62 : 161));
+}
+
+}  // namespace
+
+TEST_CASE("ResNet-18 matches torchvision in f64 and f32") {
+  check_parity(18, DType::f64, 1e-9);
+  check_parity(18, DType::f32, 1e-4);
+}
+
+TEST_CASE("ResNet-50 matches torchvision in f64 and f32") {
+  check_parity(50, DType::f64, 1e-9);
+  check_parity(50, DType::f32, 1e-4);
+}
+
+TEST_CASE("torchvision parameter names, stage channels and output strides") {
+  Generator gen(1);
+  ResNet r50(ResNetConfig{.depth = 50, .num_classes = 10}, gen);
+  NamedTensors state = r50.state_dict();
+  auto has = [&](const std::string& name) {
+    for (const auto& [n, t] : state)
+      if (n == name) return true;
+    return false;
+  };
+  CHECK(has("conv1.weight"));
+  CHECK(has("bn1.running_var"));
+  CHECK(has("layer1.0.downsample.0.weight"));
+  CHECK(has("layer1.0.downsample.1.num_batches_tracked"));
+  CHECK(has("layer4.2.conv3.weight"));
+  CHECK(has("fc.bias"));
+  CHECK_FALSE(has("layer1.1.downsample.0.weight"));
+  CHECK(r50.stage_channels() == std::vector<int64_t>{256, 512, 1024, 2048});
+  ResNetOutput out = r50.forward(zeros({1, 3, 64, 96}));
+  CHECK(out.c2.shape() == Shape{1, 256, 16, 24});
+  CHECK(out.c3.shape() == Shape{1, 512, 8, 12});
+  CHECK(out.c4.shape() == Shape{1, 1024, 4, 6});
+  CHECK(out.c5.shape() == Shape{1, 2048, 2, 3});
+  CHECK(out.logits.shape() == Shape{1, 10});
+  CHECK_THROWS_AS(ResNet(ResNetConfig{.depth = 20}, gen), std::invalid_argument);
+  CHECK_THROWS_AS(r50.forward(zeros({1, 1, 32, 32})), std::invalid_argument);
+}
+
+TEST_CASE("MSRA/Keras v1: stride on the first 1x1, conv biases, frozen norms, freeze_at, no classifier") {
+  Generator gen(2);
+  ResNet v1(ResNetConfig{.depth = 50,
+                         .stride_on_3x3 = false,
+                         .conv_bias = true,
+                         .norm = NormKind::frozen_batch_norm,
+                         .norm_eps = 1e-3,
+                         .freeze_at = 2,
+                         .num_classes = 0},
+            gen);
+  NamedTensors params = v1.named_parameters();
+  bool conv_bias = false;
+  for (const auto& [n, t] : params)
+    conv_bias |= n == "layer2.0.conv1.bias";
+  CHECK(conv_bias);
+  // freeze_at 2: stem and layer1 frozen, layer2 onwards trainable
+  for (const auto& [n, t] : params) {
+    INFO(n);
+    bool frozen = n.starts_with("conv1.") || n.starts_with("layer1.");
+    CHECK(t.requires_grad() == !frozen);
+  }
+  ResNetOutput out = v1.forward(zeros({1, 3, 64, 64}));
+  CHECK_FALSE(out.logits.defined());
+  CHECK(out.c5.shape() == Shape{1, 2048, 2, 2});
+  // Where the stride sits, read off the modules themselves.
+  auto child = [](const Module& m, const std::string& name) -> const Module& {
+    for (const auto& [n, c] : m.children())
+      if (n == name) return *c;
+    throw std::runtime_error("no child " + name);
+  };
+  auto stride_of = [&](const Module& net, const std::string& conv) {
+    const Module& block = child(child(net, "layer2"), "0");
+    return dynamic_cast<const Conv2d&>(child(block, conv)).config().options.stride_h;
+  };
+  CHECK(stride_of(v1, "conv1") == 2);
+  CHECK(stride_of(v1, "conv2") == 1);
+  ResNet v15(ResNetConfig{.depth = 50, .num_classes = 0}, gen);
+  CHECK(stride_of(v15, "conv1") == 1);
+  CHECK(stride_of(v15, "conv2") == 2);
+  CHECK(v15.forward(zeros({1, 3, 64, 64})).c3.shape() == out.c3.shape());
+}
