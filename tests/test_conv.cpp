@@ -1,5 +1,5 @@
 // conv2d and im2col/col2im: hand-computed values, the adjoint identity, parity with torch (forward and
-// gradients, f64 and f32), a direct-loop reference on an image large enough to be cut into bands, f64
+// gradients, f64 and f32), direct loops as the reference for large images split among threads, f64
 // gradient checks over every option, and bad inputs.
 #include <doctest/doctest.h>
 #include <omp.h>
@@ -201,6 +201,13 @@ TEST_CASE("conv2d: hand-computed forward values") {
   // Dilation 2 turns the 2x2 kernel into the four corners of the 3x3 image.
   CHECK(conv2d(x, w, Tensor(), {.dilation_h = 2, .dilation_w = 2}).to_vector<double>() ==
         std::vector<double>{1 + 3 + 7 + 9});
+  // An empty batch gives an empty output, and a zero weight gradient.
+  Tensor none = zeros({0, 1, 3, 3}, {DType::f64});
+  Tensor w_leaf = random_leaf({2, 1, 2, 2}, 3);
+  Tensor empty_y = conv2d(none, w_leaf, Tensor());
+  CHECK(empty_y.shape() == Shape{0, 2, 2, 2});
+  sum(empty_y).backward();
+  CHECK(w_leaf.grad().to_vector<double>() == std::vector<double>(8, 0.0));
   CHECK(conv2d_output_size(56, 3, 1, 1, 1) == 56);
   CHECK(conv2d_output_size(224, 7, 2, 3, 1) == 112);
   CHECK(conv2d_output_size(2, 5, 1, 1, 1) == 0);

@@ -26,13 +26,17 @@ CONFIGS = {
 
 
 def make_case(gen, x_shape, w_shape, has_bias, stride, padding, dilation, groups):
-    x = torch.randn(x_shape, generator=gen, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(w_shape, generator=gen, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(w_shape[0], generator=gen, dtype=torch.float64, requires_grad=True) if has_bias else None
+    def leaf(shape):
+        return torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
+
+    x = leaf(x_shape)
+    weight = leaf(w_shape)
+    bias = leaf(w_shape[0]) if has_bias else None
     y = F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
     grad_y = torch.randn(y.shape, generator=gen, dtype=torch.float64)
     y.backward(grad_y)
-    tensors = {"x": x, "weight": weight, "y": y, "grad_y": grad_y, "grad_x": x.grad, "grad_weight": weight.grad}
+    tensors = {"x": x, "weight": weight, "y": y, "grad_y": grad_y}
+    tensors.update({"grad_x": x.grad, "grad_weight": weight.grad})
     if has_bias:
         tensors["bias"] = bias
         tensors["grad_bias"] = bias.grad

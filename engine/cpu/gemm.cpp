@@ -23,10 +23,13 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     return;
   }
   auto run = [&](const auto& a, const auto& b) {
-    if (beta == T(0))
+    // noalias: C is not an operand, so Eigen may accumulate straight into it without a temporary.
+    if (beta == T(0)) {
       c.noalias() = alpha * (a * b);
-    else
-      c = beta * c + alpha * (a * b);
+    } else {
+      if (beta != T(1)) c *= beta;
+      c.noalias() += alpha * (a * b);
+    }
   };
   // op(A) is M x K: stored row-major M x K (no transpose) or row-major K x M (transpose).
   auto with_b = [&](const auto& a) {

@@ -3,9 +3,10 @@
 // No per-element index arithmetic or bounds test in the inner loops. A block row is walked one output
 // row at a time (a "piece": output columns [ow_begin, ow_end) of output row oh). For kernel column j,
 // the output columns ow whose input column iw = ow sW - pW + j dW lands inside [0, W) form one range,
-// computed once per row; left and right of it lie in the padding (zeros). Inside it, stride 1 reads a
+// computed once per call; left and right of it lie in the padding (zeros). Inside it, stride 1 reads a
 // contiguous run of the input row (a memcpy) and a larger stride reads every sW-th element. A piece whose
-// input row ih lies in the padding is zero-filled whole.
+// input row ih lies in the padding is zero-filled whole. The commonest case, stride 1 with "same"
+// padding, goes further: a whole block row is one memcpy (see im2col_row_same_width).
 #include "engine/cpu/im2col.h"
 
 #include <omp.h>
@@ -19,9 +20,10 @@
 namespace icd::cpu {
 namespace {
 
+// a / b rounded up, for a >= 0 and b > 0.
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
-}  // a >= 0, b > 0
+}
 
 // The output columns [begin, end) whose input column falls inside the image, for one kernel column.
 struct ValidColumns {
@@ -111,16 +113,17 @@ void im2col_row_same_width(const T* plane, const Im2colGeometry& g, const Column
   // Inside [begin, end) every read lies in the plane except at its two ends, where iw is in the padding.
   const int64_t copy_begin = std::clamp(-shift, begin, end);
   const int64_t copy_end = std::clamp(g.height * g.width - shift, copy_begin, end);
-  T* out = dst - block.col_begin;  // out[p] is position p
-  std::fill(out + block.col_begin, out + copy_begin, T(0));
-  std::memcpy(out + copy_begin, plane + copy_begin + shift, (copy_end - copy_begin) * sizeof(T));
-  std::fill(out + copy_end, out + block.col_end, T(0));
+  auto at = [&](int64_t position) { return dst + (position - block.col_begin); };
+  std::fill(at(block.col_begin), at(copy_begin), T(0));
+  if (copy_end > copy_begin)
+    std::memcpy(at(copy_begin), plane + copy_begin + shift, (copy_end - copy_begin) * sizeof(T));
+  std::fill(at(copy_end), at(block.col_end), T(0));
   if (valid.begin == 0 && valid.end == g.out_w) return;
   for (int64_t row_start = begin - begin % g.out_w; row_start < end; row_start += g.out_w) {
     const int64_t left = std::max(begin, row_start), right = std::min(end, row_start + g.out_w);
-    zero_short(out + left, std::max<int64_t>(0, std::min(right, row_start + valid.begin) - left));
+    zero_short(at(left), std::max<int64_t>(0, std::min(right, row_start + valid.begin) - left));
     const int64_t trail = std::max(left, row_start + valid.end);
-    zero_short(out + trail, std::max<int64_t>(0, right - trail));
+    zero_short(at(trail), std::max<int64_t>(0, right - trail));
   }
 }
 

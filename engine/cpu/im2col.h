@@ -14,8 +14,8 @@
 // Both work on a block of the column matrix (rows [row_begin, row_end), columns [col_begin, col_end)),
 // stored row-major and densely: (row_end - row_begin) x (col_end - col_begin). Blocks let a caller bound
 // its buffers for large images and give each thread its own slice of the work. col2im of a block of
-// rows touches only the channels those rows belong to. Called outside a parallel region, both spread
-// their loops over OpenMP threads (im2col over rows, col2im over channels); inside one, they run serially.
+// rows touches only the channels those rows belong to. Called outside a parallel region, both share
+// the block's channels among OpenMP threads; inside one, they run serially.
 #pragma once
 #include <cstdint>
 

@@ -30,7 +30,8 @@
 //            every image, and accumulates its slice dWm[:, rows] += dY col[rows]^T.
 //   dx:      tasks = blocks of input channels. A task computes dcol for its channels' rows,
 //            Wm[:, rows]^T dY, and col2ims them into its own channel planes of dx.
-// Chunks are sized so every thread gets equal work and each buffer stays within kColumnBudget.
+// Chunks are sized so every thread gets equal work and each buffer stays within kColumnBudget. Small
+// convolutions (below kParallelMultiplyAdds) run on one thread.
 #include "engine/ops/conv.h"
 
 #include <omp.h>
@@ -143,6 +144,7 @@ T* scratch(int64_t size) {
   return buffer.data();
 }
 
+// a / b rounded up, for a >= 0 and b > 0.
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
@@ -193,6 +195,7 @@ int64_t chunk_columns(const ConvShape& s, int64_t rows) {
 // forward: y[n, :, chunk] = Wm * col[:, chunk] (+ b), per group.
 template <class T>
 void forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
+  if (s.batch == 0) return;
   const int64_t P = s.out_plane, rows = s.geometry.column_rows();
   const int64_t threads = available_threads(s.batch * s.out_channels * s.patch * P);
   const int64_t min_chunks = s.pointwise ? 1 : ceil_div(P, chunk_columns(s, rows));
@@ -234,6 +237,7 @@ void weight_gradient(const ConvShape& s, const T* x, const T* dy, T* dw) {
     const int64_t first_row = g * s.patch + rows.begin;       // within the whole column matrix
     const int64_t width = s.pointwise ? P : chunk_columns(s, rows.size());
     T* buffer = s.pointwise ? nullptr : scratch<T, 0>(rows.size() * width);
+    T beta = T(0);  // the first product overwrites the slice (cheaper in Eigen than adding to zeros)
     for (int64_t n = 0; n < s.batch; ++n) {
       const T* x_n = x + n * s.in_channels * s.in_plane;
       const T* dy_g = dy + (n * s.out_channels + g * s.out_per_group) * P;
@@ -247,7 +251,8 @@ void weight_gradient(const ConvShape& s, const T* x, const T* dy, T* dw) {
           col_stride = end - begin;
         }
         cpu::gemm<T>(false, true, s.out_per_group, rows.size(), end - begin, T(1), dy_g + begin, P, col,
-                     col_stride, T(1), dw + g * s.out_per_group * s.patch + rows.begin, s.patch);
+                     col_stride, beta, dw + g * s.out_per_group * s.patch + rows.begin, s.patch);
+        beta = T(1);
       }
     }
   });

@@ -1,0 +1,139 @@
+#include "datasets/draw.h"
+
+#include <algorithm>
+#include <array>
+
+namespace icd {
+namespace {
+
+// One glyph: 7 rows of 5 bits, the most significant of the 5 bits is the leftmost pixel.
+struct Glyph {
+  char character;
+  std::array<uint8_t, kGlyphHeight> rows;
+};
+
+constexpr std::array<Glyph, 49> kFont = {{
+    {' ', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}}, {'-', {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}},
+    {'/', {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}}, {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}},
+    {':', {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}}, {'%', {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}},
+    {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}}, {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}},
+    {'?', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04}}, {'0', {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}},
+    {'1', {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}}, {'2', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}},
+    {'3', {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}}, {'4', {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}},
+    {'5', {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}}, {'6', {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}},
+    {'7', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}}, {'8', {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}},
+    {'9', {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}}, {'A', {0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}},
+    {'B', {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}}, {'C', {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}},
+    {'D', {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C}}, {'E', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}},
+    {'F', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}}, {'G', {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}},
+    {'H', {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}}, {'I', {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}},
+    {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}}, {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}},
+    {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}}, {'M', {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}},
+    {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}}, {'O', {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}},
+    {'P', {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}}, {'Q', {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}},
+    {'R', {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}}, {'S', {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}},
+    {'T', {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}}, {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}},
+    {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}}, {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}},
+    {'X', {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}}, {'Y', {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}},
+    {'Z', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}}, {'+', {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}},
+    {'=', {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}}, {',', {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}},
+    {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}},
+}};
+
+const Glyph& find_glyph(char character) {
+  if (character >= 'a' && character <= 'z') character = static_cast<char>(character - 'a' + 'A');
+  for (const Glyph& glyph : kFont) {
+    if (glyph.character == character) return glyph;
+  }
+  return find_glyph('?');
+}
+
+void put_pixel(Image& image, int x, int y, Rgb colour) {
+  if (x < 0 || y < 0 || x >= image.width || y >= image.height) return;
+  uint8_t* pixel = image.at(x, y);
+  pixel[0] = colour.r;
+  pixel[1] = colour.g;
+  pixel[2] = colour.b;
+}
+
+}  // namespace
+
+Rgb palette_colour(int index) {
+  // Kelly's colours of maximum contrast, minus white and black.
+  static constexpr std::array<Rgb, 12> kPalette = {{{255, 179, 0},
+                                                    {128, 62, 117},
+                                                    {255, 104, 0},
+                                                    {166, 189, 215},
+                                                    {193, 0, 32},
+                                                    {206, 162, 98},
+                                                    {0, 125, 52},
+                                                    {246, 118, 142},
+                                                    {0, 83, 138},
+                                                    {255, 122, 92},
+                                                    {83, 55, 122},
+                                                    {147, 170, 0}}};
+  const int count = static_cast<int>(kPalette.size());
+  return kPalette[static_cast<size_t>(((index % count) + count) % count)];
+}
+
+void fill_rectangle(Image& image, int x0, int y0, int x1, int y1, Rgb colour) {
+  x0 = std::max(x0, 0);
+  y0 = std::max(y0, 0);
+  x1 = std::min(x1, image.width - 1);
+  y1 = std::min(y1, image.height - 1);
+  for (int y = y0; y <= y1; ++y) {
+    for (int x = x0; x <= x1; ++x)
+      put_pixel(image, x, y, colour);
+  }
+}
+
+void draw_rectangle(Image& image, int x0, int y0, int x1, int y1, Rgb colour, int thickness) {
+  if (x1 < x0 || y1 < y0) return;
+  for (int t = 0; t < thickness; ++t) {
+    const int left = x0 + t, right = x1 - t, top = y0 + t, bottom = y1 - t;
+    if (right < left || bottom < top) break;
+    for (int x = left; x <= right; ++x) {
+      put_pixel(image, x, top, colour);
+      put_pixel(image, x, bottom, colour);
+    }
+    for (int y = top; y <= bottom; ++y) {
+      put_pixel(image, left, y, colour);
+      put_pixel(image, right, y, colour);
+    }
+  }
+}
+
+int text_width(std::string_view text, int scale) {
+  if (text.empty()) return 0;
+  return static_cast<int>(text.size()) * (kGlyphWidth + 1) * scale - scale;
+}
+
+int text_height(int scale) {
+  return kGlyphHeight * scale;
+}
+
+void draw_text(Image& image, int x, int y, std::string_view text, Rgb colour, int scale) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const Glyph& glyph = find_glyph(text[i]);
+    const int left = x + static_cast<int>(i) * (kGlyphWidth + 1) * scale;
+    for (int row = 0; row < kGlyphHeight; ++row) {
+      for (int column = 0; column < kGlyphWidth; ++column) {
+        if (((glyph.rows[static_cast<size_t>(row)] >> (kGlyphWidth - 1 - column)) & 1) == 0) continue;
+        fill_rectangle(image, left + column * scale, y + row * scale, left + (column + 1) * scale - 1,
+                       y + (row + 1) * scale - 1, colour);
+      }
+    }
+  }
+}
+
+void draw_label(Image& image, int x, int y, std::string_view text, Rgb background, Rgb foreground,
+                int scale) {
+  const int width = text_width(text, scale) + 2;
+  const int height = text_height(scale) + 2;
+  x = std::clamp(x, 0, std::max(0, image.width - width));
+  y = std::clamp(y, 0, std::max(0, image.height - height));
+  fill_rectangle(image, x, y, x + width - 1, y + height - 1, background);
+  draw_text(image, x + 1, y + 1, text, foreground, scale);
+}
+
+}  // namespace icd

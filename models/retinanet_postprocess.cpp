@@ -1,0 +1,160 @@
+// Postprocessing as plain loops over each image's rows of logits: per level a threshold pass collects
+// (score, index) candidates, a partial sort picks the top k (O(n log k)), and the survivors' anchors
+// and deltas are gathered for one decode call; then batched NMS and the final rescale/clip/filter.
+#include "models/retinanet_postprocess.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "engine/autograd.h"
+#include "engine/dispatch.h"
+#include "engine/factory.h"
+#include "models/nms.h"
+
+namespace icd {
+namespace {
+
+void check_inputs(const Tensor& cls_logits, const Tensor& bbox_deltas, const Anchors& anchors,
+                  const std::vector<ImageSizes>& images, const RetinaNetPostprocessConfig& config) {
+  const std::string op = "postprocess_detections: ";
+  require_cpu("postprocess_detections",
+              {{"cls_logits", cls_logits}, {"bbox_deltas", bbox_deltas}, {"anchors", anchors.boxes}});
+  if (cls_logits.dim() != 3 || cls_logits.size(2) == 0)
+    throw std::invalid_argument(op + "cls_logits must be [N, R, K] with K > 0, got " +
+                                shape_str(cls_logits.shape()));
+  const int64_t n = cls_logits.size(0), r = cls_logits.size(1);
+  if (bbox_deltas.shape() != Shape{n, r, 4})
+    throw std::invalid_argument(op + "bbox_deltas must be [N, R, 4] = " + shape_str({n, r, 4}) + ", got " +
+                                shape_str(bbox_deltas.shape()));
+  if (anchors.boxes.shape() != Shape{r, 4})
+    throw std::invalid_argument(op + "anchors must be [R, 4] = " + shape_str({r, 4}) + ", got " +
+                                shape_str(anchors.boxes.shape()));
+  int64_t total = 0;
+  for (int64_t count : anchors.num_per_level) {
+    if (count < 0) throw std::invalid_argument(op + "negative anchor count per level");
+    total += count;
+  }
+  if (total != r)
+    throw std::invalid_argument(op + "the anchors' per-level counts sum to " + std::to_string(total) +
+                                ", not R = " + std::to_string(r));
+  if (static_cast<int64_t>(images.size()) != n)
+    throw std::invalid_argument(op + "got sizes for " + std::to_string(images.size()) +
+                                " images, predictions for " + std::to_string(n));
+  for (const ImageSizes& s : images)
+    if (s.input_height <= 0 || s.input_width <= 0 || s.original_height <= 0 || s.original_width <= 0)
+      throw std::invalid_argument(op + "image sizes must be positive");
+  if (config.topk_candidates <= 0 || config.max_detections <= 0)
+    throw std::invalid_argument(op + "topk_candidates and max_detections must be positive");
+}
+
+template <class T>
+void clip_box(T* box, int64_t height, int64_t width) {
+  const T w = static_cast<T>(width), h = static_cast<T>(height);
+  box[0] = std::min(std::max(box[0], T(0)), w);
+  box[1] = std::min(std::max(box[1], T(0)), h);
+  box[2] = std::min(std::max(box[2], T(0)), w);
+  box[3] = std::min(std::max(box[3], T(0)), h);
+}
+
+// One image: logits [R, K], deltas [R, 4], anchors [R, 4], all contiguous rows of T.
+template <class T>
+Detections postprocess_image(const T* logits, const T* deltas, const T* anchors, int64_t num_classes,
+                             const std::vector<int64_t>& num_per_level, const ImageSizes& size,
+                             const RetinaNetPostprocessConfig& config, const BoxCoder& coder) {
+  const TensorOptions options{dtype_of<T>()};
+  std::vector<T> scores, candidate_deltas, candidate_anchors;
+  std::vector<int64_t> labels;
+  const T threshold = static_cast<T>(config.score_threshold);
+  int64_t level_start = 0;  // first anchor of the level
+  for (int64_t level_anchors : num_per_level) {
+    std::vector<std::pair<T, int64_t>> candidates;  // (score, anchor_in_level * K + class)
+    const T* level_logits = logits + level_start * num_classes;
+    for (int64_t j = 0; j < level_anchors * num_classes; ++j) {
+      const T score = T(1) / (T(1) + std::exp(-level_logits[j]));
+      if (score > threshold) candidates.emplace_back(score, j);
+    }
+    auto better = [](const std::pair<T, int64_t>& a, const std::pair<T, int64_t>& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
+    const std::size_t k = std::min<std::size_t>(candidates.size(), config.topk_candidates);
+    std::partial_sort(candidates.begin(), candidates.begin() + k, candidates.end(), better);
+    candidates.resize(k);
+    for (const auto& [score, j] : candidates) {
+      const int64_t anchor = level_start + j / num_classes;
+      scores.push_back(score);
+      labels.push_back(j % num_classes);
+      candidate_deltas.insert(candidate_deltas.end(), deltas + 4 * anchor, deltas + 4 * anchor + 4);
+      candidate_anchors.insert(candidate_anchors.end(), anchors + 4 * anchor, anchors + 4 * anchor + 4);
+    }
+    level_start += level_anchors;
+  }
+
+  const int64_t m = static_cast<int64_t>(scores.size());
+  Tensor boxes = coder.decode(from_vector(candidate_deltas, {m, 4}, options),
+                              from_vector(candidate_anchors, {m, 4}, options));
+  T* b = boxes.data<T>();
+  if (config.clip_before_nms)
+    for (int64_t i = 0; i < m; ++i)
+      clip_box(b + 4 * i, size.input_height, size.input_width);
+  const Tensor kept =
+      batched_nms(boxes, from_vector(scores, {m}, options), from_vector(labels, {m}), config.nms_threshold);
+  std::vector<int64_t> keep = kept.to_vector<int64_t>();
+  if (static_cast<int64_t>(keep.size()) > config.max_detections) keep.resize(config.max_detections);
+
+  const T scale_x =
+      static_cast<T>(static_cast<double>(size.original_width) / static_cast<double>(size.input_width));
+  const T scale_y =
+      static_cast<T>(static_cast<double>(size.original_height) / static_cast<double>(size.input_height));
+  std::vector<T> out_boxes, out_scores;
+  std::vector<int64_t> out_labels;
+  for (int64_t i : keep) {
+    T box[4] = {b[4 * i + 0] * scale_x, b[4 * i + 1] * scale_y, b[4 * i + 2] * scale_x,
+                b[4 * i + 3] * scale_y};
+    if (config.clip_after_rescale) {
+      clip_box(box, size.original_height, size.original_width);
+      if (!(box[2] - box[0] > T(0) && box[3] - box[1] > T(0))) continue;  // empty after clipping
+    }
+    out_boxes.insert(out_boxes.end(), box, box + 4);
+    out_scores.push_back(scores[i]);
+    out_labels.push_back(labels[i]);
+  }
+  const int64_t d = static_cast<int64_t>(out_scores.size());
+  return {from_vector(out_boxes, {d, 4}, options), from_vector(out_scores, {d}, options),
+          from_vector(out_labels, {d})};
+}
+
+}  // namespace
+
+RetinaNetPostprocessConfig torchvision_postprocess_config() {
+  RetinaNetPostprocessConfig config;
+  config.max_detections = 300;
+  config.clip_before_nms = true;
+  config.clip_after_rescale = false;
+  return config;
+}
+
+std::vector<Detections> postprocess_detections(const Tensor& cls_logits, const Tensor& bbox_deltas,
+                                               const Anchors& anchors, const std::vector<ImageSizes>& images,
+                                               const RetinaNetPostprocessConfig& config) {
+  check_inputs(cls_logits, bbox_deltas, anchors, images, config);
+  NoGradGuard no_grad;
+  const BoxCoder coder(config.box_coder);
+  const int64_t num_anchors = cls_logits.size(1), num_classes = cls_logits.size(2);
+  const Tensor logits = cls_logits.detach().contiguous(), deltas = bbox_deltas.detach().contiguous();
+  const Tensor anchor_boxes = anchors.boxes.detach().contiguous();
+  std::vector<Detections> detections;
+  dispatch_floating(logits.dtype(), "postprocess_detections", [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t i = 0; i < cls_logits.size(0); ++i)
+      detections.push_back(postprocess_image<T>(
+          logits.data<T>() + i * num_anchors * num_classes, deltas.data<T>() + i * num_anchors * 4,
+          anchor_boxes.data<T>(), num_classes, anchors.num_per_level, images[i], config, coder));
+  });
+  return detections;
+}
+
+}  // namespace icd
