@@ -46,7 +46,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
-#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -87,10 +86,15 @@ json config_json(const ResNetConfig& config) {
 
 // Keras ImageNet models from the Caffe port ("caffe" preprocessing in keras.applications).
 json caffe_input_json() {
-  return {{"layout", "NCHW"},        {"channel_order", "BGR"},
-          {"value_range", {0, 255}}, {"mean", {103.939, 116.779, 123.68}},
-          {"std", {1.0, 1.0, 1.0}},  {"image_size", {224, 224}},
-          {"resize", "bilinear"}};
+  json input;
+  input["layout"] = "NCHW";
+  input["channel_order"] = "BGR";
+  input["value_range"] = {0, 255};
+  input["mean"] = {103.939, 116.779, 123.68};
+  input["std"] = {1.0, 1.0, 1.0};
+  input["image_size"] = {224, 224};
+  input["resize"] = "bilinear";
+  return input;
 }
 
 [[noreturn]] void fail(const std::string& message) {

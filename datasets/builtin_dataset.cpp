@@ -29,7 +29,7 @@ namespace fs = std::filesystem;
 using ordered_json = nlohmann::ordered_json;
 
 // Bumped whenever a change to the builder changes its output, so cached builds are rebuilt.
-constexpr int kBuilderVersion = 1;
+constexpr int kBuilderVersion = 2;
 constexpr const char* kFetchHint = "run scripts/fetch_dataset_sources.sh (scripts/setup.sh calls it)";
 
 // ---------------------------------------------------------------------------------------------------
@@ -171,12 +171,27 @@ std::vector<float> resample(const T* source, int source_width, int source_height
 // ---------------------------------------------------------------------------------------------------
 // Composition.
 
-// Alpha of a Fashion-MNIST intensity v in [0, 255]: opaque from v = 127.5 up, so the darker parts of a
-// garment stay solid while its anti-aliased rim fades out. alpha > 0.5 exactly when v > 63.75.
+// Alpha of a Fashion-MNIST intensity v in [0, 255]. Its background is 0 and a dark garment's body is
+// as faint as 20-60, so the ramp is steep: opaque from v = 32 up, a soft rim below. (With alpha = v / 255
+// a black coat would be a ghost whose mask is a few bright seams.) alpha > 0.5 exactly when v > 16;
+// at that threshold 96% of the garments are one connected piece.
 float alpha_of_intensity(float v) {
-  return std::min(1.0f, v * (2.0f / 255.0f));
+  return std::min(1.0f, v * (1.0f / 32.0f));
 }
-constexpr int kMaskIntensity = 64;  // the smallest 8-bit intensity with alpha > 0.5
+constexpr int kMaskIntensity = 17;  // the smallest 8-bit intensity with alpha > 0.5
+
+// Intensity that maps to full brightness when shading: the 90th percentile of the garment's mask, so a
+// dark garment with a few bright seams is not shaded almost black.
+float shading_reference(const uint8_t* pixels) {
+  std::vector<uint8_t> mask_values;
+  for (int i = 0; i < FashionMnist::kSide * FashionMnist::kSide; ++i) {
+    if (pixels[i] >= kMaskIntensity) mask_values.push_back(pixels[i]);
+  }
+  if (mask_values.empty()) return 255.0f;
+  const auto nth = mask_values.begin() + static_cast<std::ptrdiff_t>(mask_values.size() * 9 / 10);
+  std::nth_element(mask_values.begin(), nth, mask_values.end());
+  return static_cast<float>(*nth);
+}
 
 struct Colour {
   float r = 0, g = 0, b = 0;
@@ -300,7 +315,7 @@ Sprite make_sprite(const uint8_t* pixels, double long_side, const CompositionOpt
 
   const std::vector<float> intensity =
       resample(pixels, side, side, 1, crop_x0, crop_y0, crop_width, crop_height, sprite.width, sprite.height);
-  const float brightest = std::max(1.0f, *std::max_element(intensity.begin(), intensity.end()));
+  const float reference = shading_reference(pixels);
   const Texture texture = random_texture(random, sprite.width, sprite.height);
   const size_t count = intensity.size();
   sprite.alpha.resize(count);
@@ -310,7 +325,7 @@ Sprite make_sprite(const uint8_t* pixels, double long_side, const CompositionOpt
       const size_t i = static_cast<size_t>(y) * sprite.width + x;
       sprite.alpha[i] = alpha_of_intensity(intensity[i]);
       if (sprite.alpha[i] > 0.5f) ++sprite.mask_pixels;
-      const float shade = 0.35f + 0.65f * intensity[i] / brightest;
+      const float shade = 0.35f + 0.65f * std::min(1.0f, intensity[i] / reference);
       const Colour base = texture.at(x, y);
       sprite.colour[i] = {base.r * shade, base.g * shade, base.b * shade};
     }
@@ -840,7 +855,7 @@ ComposedImage compose_image(const Image& photo, std::span<const ObjectSource> ob
     ComposedObject& object = result.objects[k];
     object.x = x_min[k];
     object.y = y_min[k];
-    object.width = x_max[k] - x_min[k] + 2;
+    object.width = x_max[k] - x_min[k] + 1;
     object.height = y_max[k] - y_min[k] + 1;
   }
 
@@ -865,8 +880,8 @@ BuiltinDatasetConfig builtin_dataset_preset(const std::string& name) {
     config.train_images = 4000;
     config.val_images = 500;
   } else if (name == "large") {
-    config.train_images = 20000;
-    config.val_images = 2000;
+    config.train_images = 9000;
+    config.val_images = 1000;
     c.width = 640;
     c.height = 512;
     c.max_object_size = 384;

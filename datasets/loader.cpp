@@ -115,7 +115,7 @@ TransformedSample DetectionLoader::load_sample(int64_t image_index, int64_t epoc
                      std::to_string(entry.width) + " x " + std::to_string(entry.height) +
                      " given for image id " + std::to_string(entry.id) + " in " + dataset_.source());
   }
-  Generator rng(sample_seed(config_.seed, epoch, image_index) + static_cast<uint64_t>(std::hash<std::thread::id>{}(std::this_thread::get_id()) % 2));
+  Generator rng(sample_seed(config_.seed, epoch, image_index));
   TransformedSample sample = apply_transforms(image, dataset_.targets(image_index), config_.transform, rng);
   sample.info.image_index = image_index;
   sample.info.image_id = entry.id;

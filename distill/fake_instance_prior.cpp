@@ -175,29 +175,38 @@ FakeInstancePrior FakeInstancePrior::from_annotations(const std::vector<ImageIns
   return FakeInstancePrior(std::move(classes));
 }
 
+FakeSample FakeInstancePrior::sample_normalized(Generator& gen) const {
+  // The first class whose running probability exceeds u; classes of probability 0 are never chosen.
+  const double u = gen.uniform();
+  const auto it = std::upper_bound(cumulative_.begin(), cumulative_.end(), u);
+  FakeSample out;
+  out.label = static_cast<int64_t>(it - cumulative_.begin());
+  const ClassBoxPrior& p = classes_[static_cast<std::size_t>(out.label)];
+  double size[2];
+  for (int k = 0; k < 2; ++k) {
+    const double mean = p.mean[2 + k], stddev = p.stddev[2 + k];
+    const double v =
+        std::clamp(mean + stddev * gen.normal(), mean - kClipStddevs * stddev, mean + kClipStddevs * stddev);
+    size[k] = std::clamp(v, kSizeMin, kSizeMax);
+  }
+  out.w = size[0];
+  out.h = size[1];
+  out.cx = std::clamp(gen.uniform(), kCentreMin, kCentreMax);
+  out.cy = std::clamp(gen.uniform(), kCentreMin, kCentreMax);
+  return out;
+}
+
 FakeInstance FakeInstancePrior::sample(ImageSize image, Generator& gen) const {
   if (image.height <= 0 || image.width <= 0)
     throw std::invalid_argument("FakeInstancePrior::sample: image size " + std::to_string(image.height) +
                                 "x" + std::to_string(image.width) + " must be positive");
-  // The first class whose running probability exceeds u; classes of probability 0 are never chosen.
-  const double u = gen.uniform();
-  const auto it = std::upper_bound(cumulative_.begin(), cumulative_.end(), u);
-  const std::size_t c = static_cast<std::size_t>(it - cumulative_.begin());
-  const ClassBoxPrior& p = classes_[c];
-  double size[2];
-  for (int k = 0; k < 2; ++k) {
-    const double mean = p.mean[2 + k], stddev = p.stddev[2 + k];
-    double v = mean + stddev * gen.normal();
-    v = std::clamp(v, mean - kClipStddevs * stddev, mean + kClipStddevs * stddev);
-    size[k] = std::clamp(v, kSizeMin, kSizeMax);
-  }
-  const double cx = std::clamp(gen.uniform(), kCentreMin, kCentreMax);
-  const double cy = std::clamp(gen.uniform(), kCentreMin, kCentreMax);
+  const FakeSample s = sample_normalized(gen);
   const double W = static_cast<double>(image.width), H = static_cast<double>(image.height);
+  auto unit = [](double v) { return std::clamp(v, 0.0, 1.0); };
   FakeInstance out;
-  out.label = static_cast<int64_t>(c);
-  out.box = {std::clamp(cx - size[0] / 2, 0.0, 1.0) * W, std::clamp(cy - size[1] / 2, 0.0, 1.0) * H,
-             std::clamp(cx + size[0] / 2, 0.0, 1.0) * W, std::clamp(cy + size[1] / 2, 0.0, 1.0) * H};
+  out.label = s.label;
+  out.box = {unit(s.cx - s.w / 2) * W, unit(s.cy - s.h / 2) * H, unit(s.cx + s.w / 2) * W,
+             unit(s.cy + s.h / 2) * H};
   return out;
 }
 

@@ -36,6 +36,12 @@ struct ClassBoxPrior {
   double instances_per_image = 0;  // instances of this class / number of images
 };
 
+// One draw before it becomes a box: class, centre and size in [0, 1] image units.
+struct FakeSample {
+  int64_t label = 0;
+  double cx = 0, cy = 0, w = 0, h = 0;
+};
+
 struct FakeInstance {
   BoxXYXY box;  // pixels
   int64_t label = 0;
@@ -71,8 +77,11 @@ class FakeInstancePrior {
   // The probability of drawing each class.
   std::vector<double> class_probabilities() const;
 
-  // One fake instance for an image of the given (unpadded) size. Draws, in order: the class (one
-  // uniform), w and h (two normals), cx and cy (two uniforms).
+  // One draw of (class, cx, cy, w, h), all clipping applied. Draws, in order: the class (one uniform), w and
+  // h (two normals), cx and cy (two uniforms).
+  FakeSample sample_normalized(Generator& gen) const;
+  // One fake instance for an image of the given (unpadded) size: sample_normalized(), turned into a box,
+  // clamped to the image and scaled to pixels.
   FakeInstance sample(ImageSize image, Generator& gen) const;
   std::vector<FakeInstance> sample(int64_t count, ImageSize image, Generator& gen) const;
 

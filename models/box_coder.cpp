@@ -4,9 +4,9 @@
 #include "models/box_coder.h"
 
 #include <algorithm>
-#include <limits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"

@@ -7,7 +7,6 @@
 // IoU, common on a regular anchor grid) all become foreground.
 #include "models/matcher.h"
 
-#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -28,7 +27,7 @@ MatchResult match_anchors(const Tensor& iou, const MatcherConfig& config) {
                                 std::to_string(config.foreground_from));
   const int64_t num_boxes = iou.size(0), num_anchors = iou.size(1);
   MatchResult result{zeros({num_anchors}, {DType::i64}), zeros({num_anchors}, {DType::i64})};
-  if (num_boxes == 0) return result;  // no boxes: all background (label 0), matched 0
+  if (num_boxes == 0 || num_anchors == 0) return result;  // no boxes: all background, matched 0
 
   int64_t* matched = result.matched.data<int64_t>();
   int64_t* labels = result.labels.data<int64_t>();

@@ -13,7 +13,9 @@
 // one pass over the score order that only compares boxes of one class.
 //
 // Both return the kept indices (i64 [k]) in decreasing score order, tied scores by increasing index:
-// the order torchvision's batched_nms returns them in.
+// the order torchvision's nms and its offset-trick batched_nms return them in. (Its per-class path,
+// taken for more than 1000 boxes on the CPU, keeps the same set but may order tied scores differently:
+// its final sort by score is not stable.)
 #pragma once
 #include "engine/tensor.h"
 

@@ -64,7 +64,7 @@ RetinaNetOutputs RetinaNet::forward(const Tensor& images) {
   return out;
 }
 
-RetinaNetLosses RetinaNet::losses(const RetinaNetOutputs& outputs, const std::vector<DetectionTargets>& targets) {
+RetinaNetLosses RetinaNet::losses(const RetinaNetOutputs& outputs, const std::vector<TargetBoxes>& targets) {
   return loss_(outputs.cls_logits, outputs.bbox_deltas, outputs.anchors.boxes, targets);
 }
 

@@ -62,7 +62,7 @@ class RetinaNet : public Module {
   std::vector<Tensor> features(const Tensor& images);  // P3..P7 (backbone + FPN)
   RetinaNetOutputs forward(const Tensor& images);
   // Training losses for a batch; advances the loss normaliser's EMA once.
-  RetinaNetLosses losses(const RetinaNetOutputs& outputs, const std::vector<DetectionTargets>& targets);
+  RetinaNetLosses losses(const RetinaNetOutputs& outputs, const std::vector<TargetBoxes>& targets);
   // Detections in original-image pixels, one entry per image.
   std::vector<Detections> detect(const RetinaNetOutputs& outputs, const std::vector<ImageSizes>& sizes) const;
 

@@ -30,7 +30,7 @@ struct ImageAssignment {
   int64_t num_foreground = 0;
 };
 
-ImageAssignment assign(const Tensor& anchors, const DetectionTargets& targets, int64_t num_classes,
+ImageAssignment assign(const Tensor& anchors, const TargetBoxes& targets, int64_t num_classes,
                        const MatcherConfig& matcher, const BoxCoder& coder) {
   NoGradGuard no_grad;
   const MatchResult match = match_anchors(pairwise_iou(targets.boxes, anchors), matcher);
@@ -65,7 +65,7 @@ ImageAssignment assign(const Tensor& anchors, const DetectionTargets& targets, i
 }
 
 void check_inputs(const Tensor& cls_logits, const Tensor& bbox_deltas, const Tensor& anchors,
-                  const std::vector<DetectionTargets>& targets) {
+                  const std::vector<TargetBoxes>& targets) {
   const std::string op = "RetinaNetLoss: ";
   require_cpu("RetinaNetLoss",
               {{"cls_logits", cls_logits}, {"bbox_deltas", bbox_deltas}, {"anchors", anchors}});
@@ -123,7 +123,7 @@ void RetinaNetLoss::set_normalizer(double value) {
 
 RetinaNetLosses RetinaNetLoss::operator()(const Tensor& cls_logits, const Tensor& bbox_deltas,
                                           const Tensor& anchors,
-                                          const std::vector<DetectionTargets>& targets) {
+                                          const std::vector<TargetBoxes>& targets) {
   check_inputs(cls_logits, bbox_deltas, anchors, targets);
   const int64_t num_images = cls_logits.size(0), num_anchors = cls_logits.size(1);
   const int64_t num_classes = cls_logits.size(2);

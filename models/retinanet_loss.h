@@ -31,7 +31,7 @@
 namespace icd {
 
 // One image's ground truth, in the coordinates of the network's input image.
-struct DetectionTargets {
+struct TargetBoxes {
   Tensor boxes;   // [G, 4] (x1, y1, x2, y2), the predictions' dtype; G may be 0
   Tensor labels;  // i64 [G], contiguous class ids in [0, K)
 };
@@ -69,7 +69,7 @@ class RetinaNetLoss {
   // (one set shared by the batch: the images are padded to one size), targets: one entry per image.
   // Each call under foreground_ema advances the EMA once: call it once per training iteration.
   RetinaNetLosses operator()(const Tensor& cls_logits, const Tensor& bbox_deltas, const Tensor& anchors,
-                             const std::vector<DetectionTargets>& targets);
+                             const std::vector<TargetBoxes>& targets);
 
   double normalizer() const { return normalizer_; }
   void set_normalizer(double value);

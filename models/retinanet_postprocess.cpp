@@ -5,7 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -69,11 +69,17 @@ Detections postprocess_image(const T* logits, const T* deltas, const T* anchors,
   std::vector<T> scores, candidate_deltas, candidate_anchors;
   std::vector<int64_t> labels;
   const T threshold = static_cast<T>(config.score_threshold);
+  // sigmoid is increasing, so a logit clearly below logit(threshold) cannot pass: skip its exp(). Most
+  // logits are confident background, so this skips most of the work. The margin covers rounding.
+  const double t = config.score_threshold;
+  const double skip_below =
+      t > 0.0 && t < 1.0 ? std::log(t / (1.0 - t)) - 1e-3 : -std::numeric_limits<double>::infinity();
   int64_t level_start = 0;  // first anchor of the level
   for (int64_t level_anchors : num_per_level) {
     std::vector<std::pair<T, int64_t>> candidates;  // (score, anchor_in_level * K + class)
     const T* level_logits = logits + level_start * num_classes;
     for (int64_t j = 0; j < level_anchors * num_classes; ++j) {
+      if (level_logits[j] < skip_below) continue;
       const T score = T(1) / (T(1) + std::exp(-level_logits[j]));
       if (score > threshold) candidates.emplace_back(score, j);
     }

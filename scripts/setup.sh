@@ -6,7 +6,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake ccache git pkg-config
-          libeigen3-dev libstb-dev doctest-dev nlohmann-json3-dev libcli11-dev)
+          libeigen3-dev libstb-dev doctest-dev nlohmann-json3-dev libcli11-dev
+          dataset-fashion-mnist)
 if [[ "${1:-}" == "--torch" ]]; then
   # OpenBLAS: without it torch falls back to the reference BLAS (about 6 GFLOP/s) and every comparison is void.
   packages+=(python3-torch python3-torchvision python3-numpy libopenblas0-pthread)
@@ -28,3 +29,5 @@ fi
 
 # Downloads cached outside git (idempotent). The build needs none of them; tests that do say so when skipped.
 "$(dirname "$0")/fetch_weights.sh" || echo "setup: WARNING: fetch_weights.sh failed; the ImageNet weight test will be skipped" >&2
+"$(dirname "$0")/fetch_dataset_sources.sh" ||
+  echo "setup: WARNING: fetch_dataset_sources.sh failed; the built-in dataset cannot be built" >&2

@@ -250,6 +250,7 @@ TEST_CASE("matcher: thresholds, ties and low-quality matches by hand") {
   const MatchResult none = match_anchors(zeros({0, 4}, {DType::f64}));  // no boxes: all background
   CHECK(ints(none.labels) == std::vector<int64_t>{0, 0, 0, 0});
   CHECK(ints(none.matched) == std::vector<int64_t>{0, 0, 0, 0});
+  CHECK(match_anchors(zeros({2, 0}, {DType::f64})).labels.numel() == 0);  // no anchors
   CHECK(ints(torchvision_matches(none)) == std::vector<int64_t>{-1, -1, -1, -1});
 }
 
@@ -327,7 +328,7 @@ namespace {
 
 struct LossInputs {
   Tensor anchors, cls_logits, bbox_deltas;
-  std::vector<DetectionTargets> targets;
+  std::vector<TargetBoxes> targets;
 };
 
 LossInputs fixture_loss_inputs(DType dtype) {
@@ -404,8 +405,8 @@ TEST_CASE("loss: the EMA normaliser advances once per call and can be restored")
   CHECK_THROWS_AS(loss.set_normalizer(0.0), std::invalid_argument);
 
   // No boxes anywhere: every anchor is background, max(#fg, 1) = 1 enters the EMA, box loss 0.
-  std::vector<DetectionTargets> empty_targets(
-      3, DetectionTargets{zeros({0, 4}, {DType::f64}), zeros({0}, {DType::i64})});
+  std::vector<TargetBoxes> empty_targets(
+      3, TargetBoxes{zeros({0, 4}, {DType::f64}), zeros({0}, {DType::i64})});
   RetinaNetLoss fresh;
   const RetinaNetLosses none = fresh(in.cls_logits, in.bbox_deltas, in.anchors, empty_targets);
   CHECK(none.num_foreground == 0);
@@ -456,7 +457,7 @@ TEST_CASE("gradcheck: focal + box loss w.r.t. the head outputs, both normalisati
   anchor_config.sizes = {{16.0}};
   anchor_config.strides = {8};
   const Tensor anchors = AnchorGenerator(anchor_config).generate({{2, 2}}, DType::f64).boxes;
-  const std::vector<DetectionTargets> targets = {
+  const std::vector<TargetBoxes> targets = {
       {f64({0, 0, 16, 14, 2, -4, 14, 6}, {2, 4}), i64({2, 0})},
       {zeros({0, 4}, {DType::f64}), zeros({0}, {DType::i64})},
   };
@@ -489,7 +490,7 @@ TEST_CASE("loss rejects bad input with clear errors") {
   CHECK_THROWS_AS(loss(cls, deltas, in.anchors.narrow(0, 0, 10), in.targets), std::invalid_argument);
   CHECK_THROWS_AS(loss(cls, deltas, in.anchors.to(DType::f32), in.targets), std::invalid_argument);
   CHECK_THROWS_AS(loss(cls, deltas, in.anchors, {in.targets[0]}), std::invalid_argument);
-  std::vector<DetectionTargets> bad = in.targets;
+  std::vector<TargetBoxes> bad = in.targets;
   bad[0].labels = i64({0, 3, 1});  // K = 3: class 3 does not exist
   CHECK_THROWS_AS(loss(cls, deltas, in.anchors, bad), std::out_of_range);
   bad = in.targets;
@@ -553,7 +554,8 @@ TEST_CASE("postprocess matches torchvision's and detectron2's postprocessing (fi
           inputs.tensor("cls_logits", dtype), inputs.tensor("bbox_deltas", dtype), anchors, sizes, config);
       REQUIRE(dets.size() == sizes.size());
       for (std::size_t i = 0; i < dets.size(); ++i) {
-        const std::string suffix = "_" + std::to_string(i);
+        std::string suffix = "_";
+        suffix += std::to_string(i);
         CHECK(ints(dets[i].labels) == ints(c.tensor("labels" + suffix, DType::i64)));
         REQUIRE(dets[i].boxes.shape() == c.tensor("boxes" + suffix).shape());
         CHECK(dets[i].boxes.dtype() == dtype);

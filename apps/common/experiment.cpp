@@ -1,0 +1,147 @@
+#include "apps/common/experiment.h"
+
+#include <filesystem>
+#include <iostream>
+#include <stdexcept>
+
+#include "datasets/builtin_dataset.h"
+#include "engine/checkpoint.h"
+
+namespace icd::app {
+namespace {
+
+// The teacher: ResNet-50 in the convention of the imported Keras ImageNet weights (MSRA v1: stride on the
+// first 1x1, conv biases, BN eps 1e-3), frozen BN and frozen stem + res2, as detectron2 trains detectors.
+RetinaNetConfig teacher_config(int64_t num_classes, int64_t fpn_channels, int64_t head_convs) {
+  RetinaNetConfig c;
+  c.num_classes = num_classes;
+  c.backbone = ResNetConfig{.depth = 50,
+                            .stride_on_3x3 = false,
+                            .conv_bias = true,
+                            .norm = NormKind::frozen_batch_norm,
+                            .norm_eps = 1e-3,
+                            .freeze_at = 2,
+                            .num_classes = 0};
+  c.fpn_channels = fpn_channels;
+  c.head_convs = head_convs;
+  return c;
+}
+
+// The student: ResNet-18 trained from scratch (no ImageNet weights exist here for it), so its batch norm
+// learns (BatchNorm2d, nothing frozen). FPN width and head match the teacher's so that the distillation
+// compares like with like and the inheriting strategy can copy the FPN outputs and the head.
+RetinaNetConfig student_config(int64_t num_classes, int64_t fpn_channels, int64_t head_convs) {
+  RetinaNetConfig c = teacher_config(num_classes, fpn_channels, head_convs);
+  c.backbone = ResNetConfig{.depth = 18, .norm = NormKind::batch_norm, .freeze_at = 0, .num_classes = 0};
+  return c;
+}
+
+TransformConfig transforms(std::vector<int> train_sizes, int test_size, int max_long_edge, bool train) {
+  TransformConfig t = train ? TransformConfig::train() : TransformConfig::test();
+  t.short_edge_sizes = train ? train_sizes : std::vector<int>{test_size};
+  t.max_long_edge = max_long_edge;
+  t.normalize.mean = {103.939f, 116.779f, 123.68f};  // the imported weights' caffe mean (BGR, std 1)
+  return t;
+}
+
+}  // namespace
+
+ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes) {
+  ExperimentPreset p;
+  p.name = name;
+  int64_t fpn = 64, head_convs = 2;
+  std::vector<int> train_sizes;
+  int test_size = 0, max_long = 0;
+  if (name == "tiny") {
+    p.dataset = "tiny";
+    fpn = 16, head_convs = 1;
+    train_sizes = {128}, test_size = 128, max_long = 160;
+    p.teacher_training.iterations = 6;
+    p.student_training.iterations = 6;
+    p.teacher_training.batch_size = p.student_training.batch_size = 2;
+    p.teacher_training.checkpoint_every = p.student_training.checkpoint_every = 3;
+    p.teacher_training.warmup.iters = p.student_training.warmup.iters = 2;
+  } else if (name == "default") {
+    p.dataset = "default";
+    train_sizes = {224, 240, 256}, test_size = 256, max_long = 320;
+    p.teacher_training.iterations = 1500;
+    p.student_training.iterations = 1500;
+    p.teacher_training.batch_size = p.student_training.batch_size = 4;
+    p.teacher_training.lr_steps = {1000, 1300};
+    p.student_training.lr_steps = {1000, 1300};
+    p.teacher_training.checkpoint_every = p.student_training.checkpoint_every = 250;
+  } else if (name == "large") {
+    p.dataset = "large";
+    fpn = 256, head_convs = 4;
+    train_sizes = {448, 480, 512}, test_size = 512, max_long = 640;
+    p.teacher_training.iterations = 20000;
+    p.student_training.iterations = 20000;
+    p.teacher_training.batch_size = p.student_training.batch_size = 8;
+    p.teacher_training.lr_steps = p.student_training.lr_steps = {14000, 18000};
+    p.teacher_training.checkpoint_every = p.student_training.checkpoint_every = 1000;
+  } else {
+    throw std::invalid_argument("unknown preset \"" + name + "\" (tiny, default, large)");
+  }
+  p.teacher = teacher_config(num_classes, fpn, head_convs);
+  p.student = student_config(num_classes, fpn, head_convs);
+  p.teacher_training.transform = transforms(train_sizes, test_size, max_long, true);
+  p.student_training.transform = p.teacher_training.transform;
+  p.evaluation.transform = transforms(train_sizes, test_size, max_long, false);
+  p.student_training.seed = 1;
+  return p;
+}
+
+DatasetSplits load_datasets(const std::string& builtin_preset, const std::string& train_json,
+                            const std::string& val_json) {
+  DatasetSplits splits;
+  if (!train_json.empty() || !val_json.empty()) {
+    if (train_json.empty() || val_json.empty())
+      throw std::invalid_argument("give both --train-json and --val-json, or neither (the built-in dataset)");
+    splits.train = std::make_unique<CocoDataset>(CocoDataset::load(train_json));
+    splits.val = std::make_unique<CocoDataset>(CocoDataset::load(val_json));
+  } else {
+    BuiltinDatasetConfig config = builtin_dataset_preset(builtin_preset);
+    std::optional<BuiltinDataset> found = find_builtin_dataset(config);
+    BuiltinDataset dataset;
+    if (found) {
+      dataset = *found;
+    } else {
+      std::cout << "building the built-in dataset '" << builtin_preset << "' into " << config.output_dir.string()
+                << " (once; it is cached)\n";
+      dataset = build_builtin_dataset(config, [](const std::string& split, int done, int total) {
+        if (done == total || done % 500 == 0) std::cout << "  " << split << " " << done << "/" << total << "\n";
+      });
+    }
+    splits.train = std::make_unique<CocoDataset>(CocoDataset::load(dataset.train_json.string(), dataset.train_images.string()));
+    splits.val = std::make_unique<CocoDataset>(CocoDataset::load(dataset.val_json.string(), dataset.val_images.string()));
+  }
+  std::cout << "train: " << splits.train->summary() << "\nval:   " << splits.val->summary() << "\n";
+  return splits;
+}
+
+bool imagenet_weights_available(const std::string& path) {
+  if (std::filesystem::exists(path)) return true;
+  std::cout << "ImageNet weights " << path
+            << " not found (scripts/fetch_weights.sh then apps/import_weights make them): the backbone trains "
+               "from random weights\n";
+  return false;
+}
+
+bool load_imagenet_backbone(RetinaNet& model, const std::string& path) {
+  if (!imagenet_weights_available(path)) return false;
+  const ResNetConfig& b = model.config().backbone;
+  if (b.depth != 50 || b.stride_on_3x3 || !b.conv_bias) {
+    std::cout << "the backbone is not the imported ResNet-50 v1 (depth 50, stride on the 1x1, conv biases): "
+                 "it starts from random weights\n";
+    return false;
+  }
+  Checkpoint checkpoint = load_checkpoint(path);
+  NamedTensors weights;
+  for (const auto& [name, t] : checkpoint.tensors)
+    if (!name.starts_with("fc.")) weights.emplace_back(name, t);  // the classifier has no place in a detector
+  model.backbone_body().load_state_dict(weights);
+  std::cout << "backbone initialised from ImageNet weights " << path << "\n";
+  return true;
+}
+
+}  // namespace icd::app

@@ -1,0 +1,43 @@
+// The experiment presets shared by train_teacher and distill_retinanet: which built-in dataset, which
+// teacher and student, how long each trains, at which image size. `tiny` checks that every stage runs
+// (CI); `default` is the main job on a 2-core CPU (about an hour end to end); `large` is for a GPU.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "apps/common/trainer.h"
+#include "models/retinanet.h"
+
+namespace icd::app {
+
+struct ExperimentPreset {
+  std::string name;
+  std::string dataset;  // built-in dataset preset (datasets/builtin_dataset.h)
+  RetinaNetConfig teacher;
+  RetinaNetConfig student;
+  TrainOptions teacher_training;
+  TrainOptions student_training;
+  EvalOptions evaluation;
+  std::string imagenet_weights = "runs/weights/resnet50_imagenet.safetensors";  // apps/import_weights' output
+};
+
+// "tiny", "default" or "large"; throws naming the choices otherwise.
+ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes);
+
+struct DatasetSplits {
+  std::unique_ptr<CocoDataset> train, val;
+};
+
+// The training and validation sets: the given COCO JSON files, or (when both are empty) the built-in
+// dataset of `builtin_preset`, built into the cache first if it is not there yet.
+DatasetSplits load_datasets(const std::string& builtin_preset, const std::string& train_json,
+                            const std::string& val_json);
+
+// True when the imported ImageNet ResNet-50 exists at `path`; says what to run otherwise.
+bool imagenet_weights_available(const std::string& path);
+
+// Loads the ImageNet ResNet-50 (apps/import_weights) into the teacher's backbone when the file exists and
+// the backbone is a ResNet-50 in the same convention; returns false (and says why) otherwise.
+bool load_imagenet_backbone(RetinaNet& model, const std::string& path);
+
+}  // namespace icd::app

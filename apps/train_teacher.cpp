@@ -1,0 +1,87 @@
+// train_teacher: trains the RetinaNet teacher that distill_retinanet distils from.
+//
+// By default: a ResNet-50 FPN RetinaNet whose backbone starts from the ImageNet weights imported by
+// apps/import_weights (from random weights, with a message, if they are not there), trained on the
+// built-in dataset (built and cached on first use) with the `default` preset, then evaluated on the
+// validation split with the COCO protocol. Everything goes to runs/NAME/: config.json, metrics.jsonl,
+// checkpoint.safetensors (the model; load it with --teacher in distill_retinanet), eval.json.
+//
+// Read first: apps/common/trainer.h (the loop), models/retinanet.h (the model), apps/common/experiment.h
+// (the presets).
+//
+//   ./build/apps/train_teacher                          # default preset, runs/teacher-default
+//   ./build/apps/train_teacher --preset tiny --run runs/tiny-teacher
+//   ./build/apps/train_teacher --resume                 # continue an interrupted run
+//   ./build/apps/train_teacher --train-json coco/train.json --val-json coco/val.json --iterations 90000
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "apps/common/experiment.h"
+#include "apps/common/run_folder.h"
+#include "apps/common/trainer.h"
+
+using namespace icd;
+using namespace icd::app;
+
+int main(int argc, char** argv) {
+  CLI::App app{"Train a RetinaNet teacher (ResNet-50 FPN) on the built-in dataset or a COCO dataset"};
+  std::string preset_name = "default", run_dir, train_json, val_json;
+  int64_t iterations = 0;
+  int threads = omp_get_max_threads();
+  bool resume = false, no_imagenet = false;
+  app.add_option("--preset", preset_name, "tiny, default or large")->capture_default_str();
+  app.add_option("--run", run_dir, "run folder (default runs/teacher-PRESET)");
+  app.add_option("--train-json", train_json, "COCO training annotations (default: the built-in dataset)");
+  app.add_option("--val-json", val_json, "COCO validation annotations");
+  app.add_option("--iterations", iterations, "override the preset's iteration count");
+  app.add_option("--threads", threads, "CPU threads")->capture_default_str();
+  app.add_flag("--resume", resume, "continue from the run folder's checkpoint");
+  app.add_flag("--no-imagenet", no_imagenet, "start the backbone from random weights");
+  CLI11_PARSE(app, argc, argv);
+  omp_set_num_threads(threads);
+  if (run_dir.empty()) run_dir = "runs/teacher-" + preset_name;
+
+  try {
+    DatasetSplits data = load_datasets(preset_name, train_json, val_json);
+    ExperimentPreset preset = experiment_preset(preset_name, data.train->num_classes());
+    TrainOptions options = preset.teacher_training;
+    if (iterations > 0) options.iterations = iterations;
+    options.resume = resume;
+    RunFolder run(run_dir);
+    run.write_config({{"app", "train_teacher"},
+                      {"preset", preset_name},
+                      {"train", data.train->source()},
+                      {"val", data.val->source()},
+                      {"iterations", options.iterations},
+                      {"batch_size", options.batch_size},
+                      {"lr", options.lr},
+                      {"threads", threads},
+                      {"model", to_json(preset.teacher)}});
+    // Without ImageNet weights the backbone trains from scratch: frozen batch norm would then be an
+    // identity that lets activations grow through 50 layers, so it learns its batch norm instead.
+    const bool imagenet = !no_imagenet && imagenet_weights_available(preset.imagenet_weights);
+    if (!imagenet) {
+      preset.teacher.backbone.norm = NormKind::batch_norm;
+      preset.teacher.backbone.freeze_at = 0;
+    }
+    Generator gen(options.seed);
+    RetinaNet model(preset.teacher, gen);
+    if (imagenet) load_imagenet_backbone(model, preset.imagenet_weights);
+    std::cout << "teacher: " << model.parameter_count() << " parameters (" << model.trainable_parameter_count()
+              << " trainable)\n";
+    DetectionObjective objective;
+    train_detector(model, objective, *data.train, options, run);
+    EvalOptions eval = preset.evaluation;
+    eval.detections_path = run.file("detections.json");
+    CocoEvalResult result = evaluate_detector(model, *data.val, eval);
+    print_coco_summary(std::cout, result);
+    write_file_atomically(run.file("eval.json"), coco_eval_to_json(result).dump(2) + "\n");
+    std::cout << "teacher checkpoint: " << run.file("checkpoint.safetensors") << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "train_teacher: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
