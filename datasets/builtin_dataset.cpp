@@ -618,6 +618,24 @@ void check_config(const BuiltinDatasetConfig& config) {
   check_options(config.composition);
 }
 
+// A build replaces its output folder; refuse when that folder holds anything a build does not write,
+// so a mistyped --output cannot delete someone's files.
+void check_replaceable(const fs::path& output_dir) {
+  if (!fs::exists(output_dir)) return;
+  if (!fs::is_directory(output_dir)) {
+    throw std::runtime_error("builtin dataset: output " + output_dir.string() +
+                             " exists and is not a folder");
+  }
+  for (const auto& entry : fs::directory_iterator(output_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name != "train" && name != "val" && name != "train.json" && name != "val.json" &&
+        name != "complete.json") {
+      throw std::runtime_error("builtin dataset: refusing to replace " + output_dir.string() + ": it holds " +
+                               name + ", which is not part of a built-in dataset");
+    }
+  }
+}
+
 void check_sources(const fs::path& sources_dir) {
   if (!fs::is_directory(sources_dir)) {
     throw std::runtime_error("builtin dataset: source folder " + sources_dir.string() + " does not exist; " +
@@ -920,6 +938,7 @@ BuiltinDataset build_builtin_dataset(const BuiltinDatasetConfig& config, const B
   const FashionMnist train_objects = load_fashion_mnist(config.sources_dir / "fashion-mnist", "train");
   const FashionMnist val_objects = load_fashion_mnist(config.sources_dir / "fashion-mnist", "t10k");
 
+  check_replaceable(config.output_dir);
   // Build under a temporary name beside the target, then rename: readers never see half a dataset.
   fs::path partial = config.output_dir;
   partial += ".partial";
@@ -940,7 +959,7 @@ BuiltinDataset build_builtin_dataset(const BuiltinDatasetConfig& config, const B
       {"stats", {{"train", stats_json(train_stats)}, {"val", stats_json(val_stats)}}}};
   write_text_file(partial / "complete.json", complete.dump(1) + "\n");
 
-  fs::remove_all(config.output_dir);
+  if (fs::exists(config.output_dir)) fs::remove_all(config.output_dir);
   fs::rename(partial, config.output_dir);
   BuiltinDataset result = dataset_at(config.output_dir);
   result.train = train_stats;

@@ -17,6 +17,7 @@
 
 #include "datasets/detection_target.h"
 #include "datasets/image_io.h"
+#include "engine/geometry.h"
 #include "engine/random.h"
 #include "engine/tensor.h"
 
@@ -44,11 +45,6 @@ struct TransformConfig {
   static TransformConfig train();  // sizes 640..800 step 32, long edge <= 1333, flip 0.5
   static TransformConfig test();   // 800 / 1333, no flip
   void validate() const;           // throws std::invalid_argument naming the bad field
-};
-
-struct ImageSize {
-  int height = 0;
-  int width = 0;
 };
 
 // detectron2's ResizeShortestEdge.get_output_shape: scale = short_edge / min(h, w), reduced so the long

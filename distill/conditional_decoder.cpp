@@ -5,7 +5,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "engine/autograd.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/shape.h"

@@ -143,8 +143,8 @@ FakeInstancePrior FakeInstancePrior::from_annotations(const std::vector<ImageIns
     throw std::invalid_argument("FakeInstancePrior::from_annotations: num_classes must be positive");
   if (images.empty()) throw std::invalid_argument("FakeInstancePrior::from_annotations: no images");
   const std::size_t K = static_cast<std::size_t>(num_classes);
-  std::vector<int64_t> count(K, 0);
-  std::vector<std::array<double, 4>> sum(K), sum_sq(K);
+  // Normalised (x, y, w, h) of every box, grouped by class.
+  std::vector<std::vector<std::array<double, 4>>> boxes(K);
   for (std::size_t i = 0; i < images.size(); ++i) {
     const ImageInstances& image = images[i];
     check_image_instances(image, num_classes,
@@ -152,23 +152,24 @@ FakeInstancePrior FakeInstancePrior::from_annotations(const std::vector<ImageIns
     const double W = static_cast<double>(image.size.width), H = static_cast<double>(image.size.height);
     for (std::size_t j = 0; j < image.boxes.size(); ++j) {
       const BoxXYXY& b = image.boxes[j];
-      const std::size_t c = static_cast<std::size_t>(image.labels[j]);
-      const std::array<double, 4> v = {b[0] / W, b[1] / H, (b[2] - b[0]) / W, (b[3] - b[1]) / H};
-      for (std::size_t k = 0; k < 4; ++k) {
-        sum[c][k] += v[k];
-        sum_sq[c][k] += v[k] * v[k];
-      }
-      ++count[c];
+      boxes[static_cast<std::size_t>(image.labels[j])].push_back(
+          {b[0] / W, b[1] / H, (b[2] - b[0]) / W, (b[3] - b[1]) / H});
     }
   }
+  // Two passes (mean, then squared deviations): no cancellation, and exactly 0 for a constant.
   std::vector<ClassBoxPrior> classes(K);
   for (std::size_t c = 0; c < K; ++c) {
-    if (count[c] == 0) continue;
-    const double n = static_cast<double>(count[c]);
+    if (boxes[c].empty()) continue;
+    const double n = static_cast<double>(boxes[c].size());
     for (std::size_t k = 0; k < 4; ++k) {
-      const double mean = sum[c][k] / n;
+      double sum = 0, squares = 0;
+      for (const auto& v : boxes[c])
+        sum += v[k];
+      const double mean = sum / n;
+      for (const auto& v : boxes[c])
+        squares += (v[k] - mean) * (v[k] - mean);
       classes[c].mean[k] = mean;
-      classes[c].stddev[k] = std::sqrt(std::max(0.0, sum_sq[c][k] / n - mean * mean));
+      classes[c].stddev[k] = std::sqrt(squares / n);
     }
     classes[c].instances_per_image = n / static_cast<double>(images.size());
   }

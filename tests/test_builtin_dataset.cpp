@@ -3,14 +3,16 @@
 // COCO JSON is well formed (categories, ids, boxes inside the images, sizes that add up), train and val
 // share no photo and no Fashion-MNIST instance, and its statistics agree with the JSON. compose_image's
 // boxes are the exact extent of each object's visible mask and the occlusion cap holds. A half-built
-// folder is rebuilt, a build with another configuration is not reused, and bad input (missing or
-// incomplete sources, truncated IDX files, bad options) gives an error naming the culprit.
+// folder is rebuilt, a build with another configuration is not reused, a folder holding other files is
+// not replaced, and bad input (missing or incomplete sources, truncated IDX files, bad options) gives an
+// error naming the culprit.
 // Without the cached sources the cases that need them are skipped, loudly.
 #include <doctest/doctest.h>
 #include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -19,6 +21,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "datasets/builtin_dataset.h"
@@ -150,10 +153,6 @@ SplitUse check_split(const fs::path& json_path, const fs::path& images_dir, cons
   for (const auto& [image_id, count] : boxes_per_image)
     CHECK(count <= options.max_objects);
   return use;
-}
-
-Image flat_photo(int width, int height, uint8_t value) {
-  return Image(width, height, value);
 }
 
 }  // namespace
@@ -312,7 +311,7 @@ TEST_CASE("compose_image: boxes are the exact extent of the visible masks, occlu
   CHECK(hidden_somewhat > 0);  // the cap was exercised, not merely never reached
 
   // On a flat photo every mask pixel is changed by its object, and the box lies within what it changed.
-  const Image flat = flat_photo(300, 240, 90);
+  const Image flat(300, 240, 90);
   std::vector<ObjectSource> one = {{objects.image(5), objects.labels[5], 5}};
   const ComposedImage single = compose_image(flat, one, options, 11);
   REQUIRE(single.objects.size() == 1);
@@ -415,6 +414,17 @@ TEST_CASE("bad input: missing or incomplete sources, too few photos, bad options
   }
   CHECK_FALSE(fs::exists(config.output_dir));
 
+  // An output folder holding anything else is not replaced (a mistyped --output must not delete files).
+  if (sources_available()) {
+    BuiltinDatasetConfig into_other = builtin_dataset_preset("tiny");
+    into_other.output_dir = temp.path / "somebodys_folder";
+    fs::create_directories(into_other.output_dir);
+    std::ofstream(into_other.output_dir / "thesis.tex") << "precious";
+    CHECK_THROWS_WITH_AS(build_builtin_dataset(into_other), doctest::Contains("thesis.tex"),
+                         std::runtime_error);
+    CHECK(fs::exists(into_other.output_dir / "thesis.tex"));
+  }
+
   // Folders present but not marked complete (a fetch that died half-way).
   config.sources_dir = temp.path / "sources";
   fs::create_directories(config.sources_dir / "fashion-mnist");
@@ -437,7 +447,7 @@ TEST_CASE("bad input: missing or incomplete sources, too few photos, bad options
   write_png((config.sources_dir / "backgrounds" / "b.png").string(), Image(20, 20, 60));
   CHECK_THROWS_WITH_AS(list_background_photos(config.sources_dir / "backgrounds"),
                        doctest::Contains("need at least 3"), std::runtime_error);
-  write_png((config.sources_dir / "backgrounds" / "c.jpg").string(), Image(20, 20, 30));
+  write_image((config.sources_dir / "backgrounds" / "c.jpg").string(), Image(20, 20, 30));
   std::ofstream(config.sources_dir / "backgrounds" / "notes.txt") << "not a photo";
   const BackgroundPhotos three = list_background_photos(config.sources_dir / "backgrounds");
   CHECK(three.train == std::vector<std::string>{"a.png", "b.png"});
@@ -448,7 +458,7 @@ TEST_CASE("bad input: missing or incomplete sources, too few photos, bad options
   CHECK_THROWS_AS(build_builtin_dataset(no_val), std::invalid_argument);
   CHECK_THROWS_AS(builtin_dataset_preset("huge"), std::invalid_argument);
 
-  const Image photo = flat_photo(64, 64, 100);
+  const Image photo(64, 64, 100);
   CompositionOptions options;
   options.width = 8;
   CHECK_THROWS_AS(compose_image(photo, {}, options, 0), std::invalid_argument);

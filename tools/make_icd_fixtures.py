@@ -6,10 +6,10 @@ Writes tests/fixtures/icd.json with three cases:
                and real masks, localisation targets; plus the scale bins of a list of sizes.
   pipeline     three images (2, 0 and 1 real boxes) with given fake boxes and jitter, teacher and student
                FPN levels p3..p7 of a 32x48 padded batch, every weight of the distiller: the query masks and
-               targets, the key padding masks,
-               position embeddings, encoder output q0, decoder outputs (g, logits, value), the predictions,
-               the three losses, and the gradients of aux_conf + aux_reg + distill w.r.t. q0, the decoder,
-               predictor and adapter weights and the student features.
+               targets, the key padding mask, position embedding, encoder output q0, decoder outputs (g,
+               logits, value), the predictions, the three losses, and the gradients of
+               aux_conf + aux_reg + distill w.r.t. q0, every weight (but the first encoder layer's) and the
+               student features.
   fitnet       two levels, a 1x1 adapter per level: the loss and its gradients.
 Inputs that the C++ side reads back are rounded to multiples of 2^-12 so they are exact in both languages
 and short in JSON. -inf logits are stored as 0 with the padding mask beside them (JSON has no infinity).

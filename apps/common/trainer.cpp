@@ -46,22 +46,17 @@ std::string describe_losses(const std::vector<std::pair<std::string, double>>& v
 
 }  // namespace
 
-std::vector<TargetBoxes> batch_targets(const DetectionBatch& batch, DType dtype) {
-  std::vector<TargetBoxes> targets;
+TrainingBatch training_batch(const DetectionBatch& batch) {
+  TrainingBatch out{.images = batch.images};
   for (const SampleInfo& sample : batch.samples) {
     const auto& boxes = sample.targets.boxes;
     std::vector<double> corners;
     for (const BoxXYXY& b : boxes) corners.insert(corners.end(), {b.x1, b.y1, b.x2, b.y2});
     const auto n = static_cast<int64_t>(boxes.size());
-    targets.push_back({from_vector(corners, {n, 4}, {dtype}), from_vector(sample.targets.classes, {n})});
+    out.targets.push_back({from_vector(corners, {n, 4}, {batch.images.dtype()}), from_vector(sample.targets.classes, {n})});
+    out.sizes.push_back({sample.size.height, sample.size.width});
   }
-  return targets;
-}
-
-NamedLosses DetectionObjective::losses(RetinaNet& model, const DetectionBatch& batch, int64_t iteration) {
-  RetinaNetOutputs outputs = model.forward(batch.images);
-  RetinaNetLosses l = model.losses(outputs, batch_targets(batch, batch.images.dtype()));
-  return {{"loss_cls", l.classification}, {"loss_box", l.box_regression}};
+  return out;
 }
 
 void save_retinanet(const std::string& path, RetinaNet& model, const std::map<std::string, std::string>& metadata) {
@@ -96,7 +91,7 @@ std::unique_ptr<RetinaNet> load_retinanet(const std::string& path) {
   return model;
 }
 
-TrainResult train_detector(RetinaNet& model, Objective& objective, const CocoDataset& train_set,
+TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const CocoDataset& train_set,
                            const TrainOptions& options, RunFolder& run) {
   if (options.iterations <= 0) throw std::invalid_argument("train: iterations must be positive");
   LoaderConfig loader_config{.batch_size = options.batch_size,
@@ -164,7 +159,7 @@ TrainResult train_detector(RetinaNet& model, Objective& objective, const CocoDat
     optimizer.set_lr(lr);
     optimizer.zero_grad();
 
-    NamedLosses losses = objective.losses(model, *batch, iteration);
+    NamedLosses losses = objective.losses(model, training_batch(*batch), iteration);
     Tensor total;
     std::vector<std::pair<std::string, double>> values;
     for (const auto& [name, loss] : losses) {

@@ -22,32 +22,12 @@
 #include "datasets/loader.h"
 #include "engine/optim/lr_schedule.h"
 #include "models/retinanet.h"
+#include "models/training_objective.h"
 
 namespace icd::app {
 
-using NamedLosses = std::vector<std::pair<std::string, Tensor>>;
-
-// The ground truth of a batch as tensors in the batch's (resized, flipped) pixel coordinates.
-std::vector<TargetBoxes> batch_targets(const DetectionBatch& batch, DType dtype);
-
-// What a run optimises. The detection objective trains the detector alone; the distillation objectives
-// (distill/) add a frozen teacher, their own modules and their own optimizer.
-class Objective {
- public:
-  virtual ~Objective() = default;
-  // Named 0-d losses of one batch; the trainer back-propagates their sum.
-  virtual NamedLosses losses(RetinaNet& model, const DetectionBatch& batch, int64_t iteration) = 0;
-  // After backward, before the detector's optimizer step: the objective's own optimizers step here.
-  virtual void after_backward(int64_t iteration) {}
-  // Saved in and restored from checkpoints under the prefix "objective.".
-  virtual NamedTensors state() const { return {}; }
-  virtual void load_state(const NamedTensors& state) {}
-};
-
-class DetectionObjective : public Objective {
- public:
-  NamedLosses losses(RetinaNet& model, const DetectionBatch& batch, int64_t iteration) override;
-};
+// The batch in the model's terms: image tensor, ground truth as tensors, true image sizes.
+TrainingBatch training_batch(const DetectionBatch& batch);
 
 struct TrainOptions {
   int64_t iterations = 1000;
@@ -72,7 +52,7 @@ struct TrainResult {
 };
 
 // Trains `model` on `train_set` for options.iterations, writing run.file("checkpoint.safetensors").
-TrainResult train_detector(RetinaNet& model, Objective& objective, const CocoDataset& train_set,
+TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const CocoDataset& train_set,
                            const TrainOptions& options, RunFolder& run);
 
 struct EvalOptions {
