@@ -49,36 +49,9 @@ int main(int argc, char** argv) {
     TrainOptions options = preset.teacher_training;
     if (iterations > 0) options.iterations = iterations;
     options.resume = resume;
-    RunFolder run(run_dir);
-    run.write_config({{"app", "train_teacher"},
-                      {"preset", preset_name},
-                      {"train", data.train->source()},
-                      {"val", data.val->source()},
-                      {"iterations", options.iterations},
-                      {"batch_size", options.batch_size},
-                      {"lr", options.lr},
-                      {"threads", threads},
-                      {"model", to_json(preset.teacher)}});
-    // Without ImageNet weights the backbone trains from scratch: frozen batch norm would then be an
-    // identity that lets activations grow through 50 layers, so it learns its batch norm instead.
-    const bool imagenet = !no_imagenet && imagenet_weights_available(preset.imagenet_weights);
-    if (!imagenet) {
-      preset.teacher.backbone.norm = NormKind::batch_norm;
-      preset.teacher.backbone.freeze_at = 0;
-    }
-    Generator gen(options.seed);
-    RetinaNet model(preset.teacher, gen);
-    if (imagenet) load_imagenet_backbone(model, preset.imagenet_weights);
-    std::cout << "teacher: " << model.parameter_count() << " parameters (" << model.trainable_parameter_count()
-              << " trainable)\n";
-    DetectionObjective objective;
-    train_detector(model, objective, *data.train, options, run);
-    EvalOptions eval = preset.evaluation;
-    eval.detections_path = run.file("detections.json");
-    CocoEvalResult result = evaluate_detector(model, *data.val, eval);
+    CocoEvalResult result = run_teacher_training(preset, data, run_dir, options, !no_imagenet);
     print_coco_summary(std::cout, result);
-    write_file_atomically(run.file("eval.json"), coco_eval_to_json(result).dump(2) + "\n");
-    std::cout << "teacher checkpoint: " << run.file("checkpoint.safetensors") << "\n";
+    std::cout << "teacher checkpoint: " << run_dir << "/checkpoint.safetensors\n";
   } catch (const std::exception& e) {
     std::cerr << "train_teacher: " << e.what() << "\n";
     return 1;

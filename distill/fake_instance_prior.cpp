@@ -151,7 +151,7 @@ FakeInstancePrior FakeInstancePrior::from_annotations(const std::vector<ImageIns
                           "FakeInstancePrior::from_annotations: image " + std::to_string(i));
     const double W = static_cast<double>(image.size.width), H = static_cast<double>(image.size.height);
     for (std::size_t j = 0; j < image.boxes.size(); ++j) {
-      const BoxXYXY& b = image.boxes[j];
+      const InstanceBox& b = image.boxes[j];
       boxes[static_cast<std::size_t>(image.labels[j])].push_back(
           {b[0] / W, b[1] / H, (b[2] - b[0]) / W, (b[3] - b[1]) / H});
     }

@@ -43,7 +43,7 @@ struct FakeSample {
 };
 
 struct FakeInstance {
-  BoxXYXY box;  // pixels
+  InstanceBox box;  // pixels
   int64_t label = 0;
 };
 

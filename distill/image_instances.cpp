@@ -17,7 +17,7 @@ void check_image_instances(const ImageInstances& image, int64_t num_classes, con
     if (label < 0 || label >= num_classes)
       throw std::invalid_argument(what + ": label " + std::to_string(label) + " of box " + std::to_string(i) +
                                   " is outside [0, " + std::to_string(num_classes) + ")");
-    const BoxXYXY& b = image.boxes[i];
+    const InstanceBox& b = image.boxes[i];
     bool finite = std::isfinite(b[0]) && std::isfinite(b[1]) && std::isfinite(b[2]) && std::isfinite(b[3]);
     if (!finite || b[2] < b[0] || b[3] < b[1])
       throw std::invalid_argument(what + ": box " + std::to_string(i) + " (" + std::to_string(b[0]) + ", " +

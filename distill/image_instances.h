@@ -10,18 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "engine/geometry.h"
+
 namespace icd {
 
-// Height and width in pixels.
-struct ImageSize {
-  int64_t height = 0, width = 0;
-};
-
-// x1, y1, x2, y2.
-using BoxXYXY = std::array<double, 4>;
+// x1, y1, x2, y2 in pixels.
+using InstanceBox = std::array<double, 4>;
 
 struct ImageInstances {
-  std::vector<BoxXYXY> boxes;   // pixels of the resized, unpadded image
+  std::vector<InstanceBox> boxes;   // pixels of the resized, unpadded image
   std::vector<int64_t> labels;  // contiguous class ids in [0, num_classes)
   ImageSize size;               // the resized, unpadded image (detectron2's instance.image_size)
 };

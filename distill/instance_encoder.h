@@ -43,7 +43,7 @@ int64_t query_count(int64_t num_real, int64_t neg_pos_ratio = 5, int64_t max_lab
 
 // One query before encoding: a box in pixels, its class, and the jitter (phi_x, phi_y) of its point.
 struct InstanceQuery {
-  BoxXYXY box;
+  InstanceBox box;
   int64_t label = 0;
   double jitter_x = 0, jitter_y = 0;
 };

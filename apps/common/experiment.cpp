@@ -1,5 +1,6 @@
 #include "apps/common/experiment.h"
 
+#include <array>
 #include <filesystem>
 #include <iostream>
 #include <stdexcept>
@@ -142,6 +143,46 @@ bool load_imagenet_backbone(RetinaNet& model, const std::string& path) {
   model.backbone_body().load_state_dict(weights);
   std::cout << "backbone initialised from ImageNet weights " << path << "\n";
   return true;
+}
+
+CocoEvalResult run_teacher_training(const ExperimentPreset& preset, const DatasetSplits& data,
+                                    const std::string& run_dir, const TrainOptions& options, bool use_imagenet) {
+  RetinaNetConfig config = preset.teacher;
+  // Without ImageNet weights the backbone trains from scratch: frozen batch norm would then be an
+  // identity that lets activations grow through 50 layers, so it learns its batch norm instead.
+  const bool imagenet = use_imagenet && imagenet_weights_available(preset.imagenet_weights);
+  if (!imagenet) {
+    config.backbone.norm = NormKind::batch_norm;
+    config.backbone.freeze_at = 0;
+  }
+  RunFolder run(run_dir);
+  run.write_config({{"app", "train_teacher"},
+                    {"preset", preset.name},
+                    {"train", data.train->source()},
+                    {"val", data.val->source()},
+                    {"iterations", options.iterations},
+                    {"batch_size", options.batch_size},
+                    {"lr", options.lr},
+                    {"imagenet_backbone", imagenet},
+                    {"model", to_json(config)}});
+  Generator gen(options.seed);
+  RetinaNet model(config, gen);
+  if (imagenet) load_imagenet_backbone(model, preset.imagenet_weights);
+  std::cout << "teacher: " << model.parameter_count() << " parameters (" << model.trainable_parameter_count()
+            << " trainable)\n";
+  DetectionObjective objective;
+  train_detector(model, objective, *data.train, options, run);
+  EvalOptions eval = preset.evaluation;
+  eval.detections_path = run.file("detections.json");
+  CocoEvalResult result = evaluate_detector(model, *data.val, eval);
+  write_file_atomically(run.file("eval.json"), coco_eval_to_json(result).dump(2) + "\n");
+  return result;
+}
+
+std::array<double, 6> ap_row(const CocoEvalResult& result) {
+  std::array<double, 6> row{};
+  for (int i = 0; i < 6; ++i) row[i] = 100.0 * result.stats[i];
+  return row;
 }
 
 }  // namespace icd::app

@@ -1,0 +1,160 @@
+#include "distill/objectives.h"
+
+#include <map>
+#include <stdexcept>
+
+#include "engine/autograd.h"
+#include "engine/optim/clip_grad.h"
+#include "engine/ops/elementwise.h"
+
+namespace icd {
+namespace {
+
+NamedTensors prefixed(const NamedTensors& tensors, const std::string& prefix) {
+  NamedTensors out;
+  for (const auto& [name, t] : tensors) out.emplace_back(prefix + name, t);
+  return out;
+}
+
+NamedTensors unprefixed(const NamedTensors& tensors, const std::string& prefix) {
+  NamedTensors out;
+  for (const auto& [name, t] : tensors)
+    if (name.starts_with(prefix)) out.emplace_back(name.substr(prefix.size()), t);
+  return out;
+}
+
+void freeze(RetinaNet& teacher) {
+  teacher.set_requires_grad(false);
+  teacher.eval();
+}
+
+std::vector<Tensor> teacher_features(RetinaNet& teacher, const Tensor& images) {
+  NoGradGuard no_grad;
+  return teacher.features(images);
+}
+
+// Each iteration draws its fake instances and jitter from its own stream, so a resumed run draws the
+// same ones as an uninterrupted run.
+Generator iteration_generator(uint64_t seed, int64_t iteration) {
+  return Generator(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(iteration));
+}
+
+std::unique_ptr<WarmupCosineLR> cosine(const DistillerOptimizerConfig& c) {
+  // Warmup factor 1 over 10 iterations: the released config's "no real warmup".
+  return std::make_unique<WarmupCosineLR>(CosineOptions{
+      .base_lr = c.lr, .max_iter = c.iterations, .final_lr = 0.0, .warmup = LinearWarmup{.factor = 1.0, .iters = 10}});
+}
+
+void step(AdamW& optimizer, const WarmupCosineLR& schedule, double clip_norm, int64_t iteration) {
+  if (clip_norm > 0) clip_grad_norm(optimizer.parameters(), clip_norm);
+  optimizer.set_lr(schedule.lr(std::min(iteration, schedule.max_iter())));
+  optimizer.step();
+  optimizer.zero_grad();
+}
+
+}  // namespace
+
+std::vector<ImageInstances> image_instances(const TrainingBatch& batch) {
+  std::vector<ImageInstances> out;
+  for (std::size_t i = 0; i < batch.targets.size(); ++i) {
+    ImageInstances image{.size = batch.sizes.at(i)};
+    std::vector<double> boxes = batch.targets[i].boxes.to_vector<double>();
+    for (std::size_t k = 0; k + 3 < boxes.size(); k += 4)
+      image.boxes.push_back({boxes[k], boxes[k + 1], boxes[k + 2], boxes[k + 3]});
+    image.labels = batch.targets[i].labels.to_vector<int64_t>();
+    out.push_back(std::move(image));
+  }
+  return out;
+}
+
+IcdObjective::IcdObjective(RetinaNet& teacher, const IcdConfig& config, FakeInstancePrior prior,
+                           const DistillerOptimizerConfig& optimizer, uint64_t seed)
+    : teacher_(teacher), optimizer_config_(optimizer), seed_(seed) {
+  freeze(teacher_);
+  Generator gen(seed);
+  distiller_ = std::make_shared<InstanceConditionalDistiller>(config, std::move(prior), gen);
+  optimizer_ = std::make_unique<AdamW>(distiller_->parameters(),
+                                       AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
+  schedule_ = cosine(optimizer);
+}
+
+NamedLosses IcdObjective::losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) {
+  RetinaNetOutputs outputs = student.forward(batch.images);
+  RetinaNetLosses detection = student.losses(outputs, batch.targets);
+  IcdInputs inputs{.teacher_features = teacher_features(teacher_, batch.images),
+                   .student_features = outputs.features,
+                   .padded_size = {batch.images.size(2), batch.images.size(3)}};
+  Generator gen = iteration_generator(seed_, iteration);
+  last_ = distiller_->forward(inputs, image_instances(batch), iteration, gen);
+  return {{"loss_cls", detection.classification},
+          {"loss_box", detection.box_regression},
+          {"aux_conf", last_.aux_identification},
+          {"aux_reg", last_.aux_localization},
+          {"distill", last_.distill}};
+}
+
+void IcdObjective::after_backward(int64_t iteration) {
+  step(*optimizer_, *schedule_, optimizer_config_.clip_norm, iteration);
+}
+
+NamedTensors IcdObjective::state() const {
+  NamedTensors out = prefixed(distiller_->state_dict(), "distiller.");
+  for (auto& e : prefixed(optimizer_->state(), "adamw.")) out.push_back(e);
+  return out;
+}
+
+void IcdObjective::load_state(const NamedTensors& state) {
+  distiller_->load_state_dict(unprefixed(state, "distiller."));
+  optimizer_->load_state(unprefixed(state, "adamw."));
+}
+
+FitNetObjective::FitNetObjective(RetinaNet& teacher, const FitNetConfig& config,
+                                 const DistillerOptimizerConfig& optimizer, uint64_t seed)
+    : teacher_(teacher), optimizer_config_(optimizer) {
+  freeze(teacher_);
+  Generator gen(seed);
+  distiller_ = std::make_shared<FitNetDistiller>(config, gen);
+  optimizer_ = std::make_unique<AdamW>(distiller_->parameters(),
+                                       AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
+  schedule_ = cosine(optimizer);
+}
+
+NamedLosses FitNetObjective::losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) {
+  RetinaNetOutputs outputs = student.forward(batch.images);
+  RetinaNetLosses detection = student.losses(outputs, batch.targets);
+  Tensor imitation = distiller_->forward(outputs.features, teacher_features(teacher_, batch.images));
+  return {{"loss_cls", detection.classification}, {"loss_box", detection.box_regression}, {"fitnet", imitation}};
+}
+
+void FitNetObjective::after_backward(int64_t iteration) {
+  step(*optimizer_, *schedule_, optimizer_config_.clip_norm, iteration);
+}
+
+NamedTensors FitNetObjective::state() const {
+  NamedTensors out = prefixed(distiller_->state_dict(), "distiller.");
+  for (auto& e : prefixed(optimizer_->state(), "adamw.")) out.push_back(e);
+  return out;
+}
+
+void FitNetObjective::load_state(const NamedTensors& state) {
+  distiller_->load_state_dict(unprefixed(state, "distiller."));
+  optimizer_->load_state(unprefixed(state, "adamw."));
+}
+
+std::vector<std::string> inherit_from_teacher(RetinaNet& student, const RetinaNet& teacher) {
+  std::map<std::string, Tensor> source;
+  for (const auto& [name, t] : teacher.state_dict())
+    if (name.starts_with("backbone.fpn.") || name.starts_with("head.")) source.emplace(name, t);
+  std::vector<std::string> copied;
+  NoGradGuard no_grad;
+  for (auto& [name, target] : student.state_dict()) {
+    auto it = source.find(name);
+    if (it == source.end() || it->second.shape() != target.shape()) continue;
+    Tensor destination = target;
+    copy_(destination, it->second);
+    copied.push_back(name);
+  }
+  return copied;
+}
+
+}  // namespace icd

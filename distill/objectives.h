@@ -1,0 +1,83 @@
+// The teacher-student wiring: training objectives (models/training_objective.h) for a student RetinaNet
+// distilled from a frozen teacher, and the inheriting strategy.
+//
+// IcdObjective, one iteration (spec/icd.md section 0):
+//   student forward -> detection losses; teacher backbone + FPN under no-grad on the same padded batch;
+//   queries from the ground truth + fake instances -> decoder on the teacher features -> auxiliary losses;
+//   distillation loss between the student's and the teacher's LN-normalised per-head value projections,
+//   weighted by the teacher's instance attention. The trainer back-propagates
+//   loss_cls + loss_box + aux_conf + aux_reg + lambda * distill once; then this objective steps its own
+//   AdamW (encoder, decoder, predictor, student adapter) with cosine decay and a global-norm clip, while
+//   the trainer steps the student's SGD (section 5).
+// FitNetObjective: the baseline of full-feature imitation, MSE between teacher and student FPN maps
+// through a learned 1x1 adapter per level.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "distill/fitnet.h"
+#include "distill/icd_module.h"
+#include "engine/optim/adamw.h"
+#include "engine/optim/lr_schedule.h"
+#include "models/training_objective.h"
+
+namespace icd {
+
+// The ICD modules' optimizer (section 5): AdamW, cosine from lr to 0 over the run, global L2 clip.
+struct DistillerOptimizerConfig {
+  double lr = 1e-4;
+  double weight_decay = 1e-4;
+  double clip_norm = 0.01;
+  int64_t iterations = 90000;  // the cosine schedule's length: the student's training length
+};
+
+// The ground truth of a batch as the distiller takes it.
+std::vector<ImageInstances> image_instances(const TrainingBatch& batch);
+
+class IcdObjective : public TrainingObjective {
+ public:
+  // `teacher` must outlive the objective; it is frozen (requires_grad off, eval mode) here.
+  IcdObjective(RetinaNet& teacher, const IcdConfig& config, FakeInstancePrior prior,
+               const DistillerOptimizerConfig& optimizer, uint64_t seed);
+  NamedLosses losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) override;
+  void after_backward(int64_t iteration) override;
+  NamedTensors state() const override;  // "distiller.*" weights and "adamw.*" optimizer state
+  void load_state(const NamedTensors& state) override;
+  InstanceConditionalDistiller& distiller() { return *distiller_; }
+  // The outputs of the last call to losses() (attention logits, queries), for pictures.
+  const IcdOutput& last_output() const { return last_; }
+
+ private:
+  RetinaNet& teacher_;
+  std::shared_ptr<InstanceConditionalDistiller> distiller_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<WarmupCosineLR> schedule_;
+  DistillerOptimizerConfig optimizer_config_;
+  uint64_t seed_;
+  IcdOutput last_;
+};
+
+class FitNetObjective : public TrainingObjective {
+ public:
+  FitNetObjective(RetinaNet& teacher, const FitNetConfig& config, const DistillerOptimizerConfig& optimizer,
+                  uint64_t seed);
+  NamedLosses losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) override;
+  void after_backward(int64_t iteration) override;
+  NamedTensors state() const override;
+  void load_state(const NamedTensors& state) override;
+
+ private:
+  RetinaNet& teacher_;
+  std::shared_ptr<FitNetDistiller> distiller_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<WarmupCosineLR> schedule_;
+  DistillerOptimizerConfig optimizer_config_;
+};
+
+// The inheriting strategy (section 5): copies every FPN and head tensor of the teacher whose name and
+// shape the student shares (the output convs of P3-P5, P6/P7 when their inputs match, the whole head)
+// into the student. Returns the names copied.
+std::vector<std::string> inherit_from_teacher(RetinaNet& student, const RetinaNet& teacher);
+
+}  // namespace icd
