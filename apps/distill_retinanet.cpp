@@ -62,7 +62,8 @@ std::optional<CocoEvalResult> read_eval(const std::string& path) {
 void print_row(const std::string& name, const std::array<double, 6>& values, const std::array<double, 6>* spread) {
   std::printf("%-22s", name.c_str());
   for (int i = 0; i < 6; ++i) {
-    if (spread) std::printf(" %6.2f±%-5.2f", values[i], (*spread)[i]);
+    if (values[i] < 0) std::printf(" %12s", "n/a");  // COCO's -1: no ground truth in that area range
+    else if (spread) std::printf(" %6.2f±%-5.2f", values[i], (*spread)[i]);
     else std::printf(" %12.2f", values[i]);
   }
   std::printf("\n");

@@ -65,12 +65,13 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
   } else if (name == "default") {
     p.dataset = "default";
     train_sizes = {224, 240, 256}, test_size = 256, max_long = 320;
-    p.teacher_training.iterations = 1500;
-    p.student_training.iterations = 1500;
+    // Measured on the 2-core machine: teacher 1.3 s, baseline student 0.75 s, ICD student 1.25 s per
+    // iteration of 4 images; 900 iterations each keep the whole experiment under an hour.
+    p.teacher_training.iterations = 900;
+    p.student_training.iterations = 900;
     p.teacher_training.batch_size = p.student_training.batch_size = 4;
-    p.teacher_training.lr_steps = {1000, 1300};
-    p.student_training.lr_steps = {1000, 1300};
-    p.teacher_training.checkpoint_every = p.student_training.checkpoint_every = 250;
+    p.teacher_training.lr_steps = p.student_training.lr_steps = {600, 800};
+    p.teacher_training.checkpoint_every = p.student_training.checkpoint_every = 150;
   } else if (name == "large") {
     p.dataset = "large";
     fpn = 256, head_convs = 4;
