@@ -43,7 +43,8 @@ FakeInstancePrior training_prior(const CocoDataset& train) {
   for (int64_t i = 0; i < train.num_images(); ++i) {
     DetectionTargets targets = train.targets(i);
     ImageInstances image{.size = {train.image(i).height, train.image(i).width}};
-    for (const BoxXYXY& b : targets.boxes) image.boxes.push_back({b.x1, b.y1, b.x2, b.y2});
+    for (const BoxXYXY& b : targets.boxes)
+      image.boxes.push_back({b.x1, b.y1, b.x2, b.y2});
     image.labels = targets.classes;
     images.push_back(std::move(image));
   }
@@ -55,16 +56,21 @@ std::optional<CocoEvalResult> read_eval(const std::string& path) {
   std::ifstream in(path);
   nlohmann::json j = nlohmann::json::parse(in);
   CocoEvalResult r;
-  for (int i = 0; i < 12; ++i) r.stats[i] = j.at("stats").at(i).get<double>();
+  for (int i = 0; i < 12; ++i)
+    r.stats[i] = j.at("stats").at(i).get<double>();
   return r;
 }
 
-void print_row(const std::string& name, const std::array<double, 6>& values, const std::array<double, 6>* spread) {
+void print_row(const std::string& name, const std::array<double, 6>& values,
+               const std::array<double, 6>* spread) {
   std::printf("%-22s", name.c_str());
   for (int i = 0; i < 6; ++i) {
-    if (values[i] < 0) std::printf(" %12s", "n/a");  // COCO's -1: no ground truth in that area range
-    else if (spread) std::printf(" %6.2f±%-5.2f", values[i], (*spread)[i]);
-    else std::printf(" %12.2f", values[i]);
+    if (values[i] < 0)
+      std::printf(" %12s", "n/a");  // COCO's -1: no ground truth in that area range
+    else if (spread)
+      std::printf(" %6.2f±%-5.2f", values[i], (*spread)[i]);
+    else
+      std::printf(" %12.2f", values[i]);
   }
   std::printf("\n");
 }
@@ -72,16 +78,20 @@ void print_row(const std::string& name, const std::array<double, 6>& values, con
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Distil a RetinaNet student from a RetinaNet teacher with ICD, and compare with the baselines"};
-  std::string preset_name = "default", teacher_path, methods_text = "none,icd", seeds_text = "1", runs_dir = "runs";
+  CLI::App app{
+      "Distil a RetinaNet student from a RetinaNet teacher with ICD, and compare with the baselines"};
+  std::string preset_name = "default", teacher_path, methods_text = "none,icd", seeds_text = "1",
+              runs_dir = "runs";
   std::string train_json, val_json;
   int64_t iterations = 0;
   int threads = omp_get_max_threads();
   bool resume = false, no_inherit = false, no_imagenet = false;
   app.add_option("--preset", preset_name, "tiny, default or large")->capture_default_str();
   app.add_option("--teacher", teacher_path, "teacher checkpoint (default: trained into runs/teacher-PRESET)");
-  app.add_option("--methods", methods_text, "comma-separated: none (the baseline), icd, fitnet")->capture_default_str();
-  app.add_option("--seeds", seeds_text, "comma-separated student seeds (several give the spread)")->capture_default_str();
+  app.add_option("--methods", methods_text, "comma-separated: none (the baseline), icd, fitnet")
+      ->capture_default_str();
+  app.add_option("--seeds", seeds_text, "comma-separated student seeds (several give the spread)")
+      ->capture_default_str();
   app.add_option("--runs", runs_dir, "folder for the run folders")->capture_default_str();
   app.add_option("--train-json", train_json, "COCO training annotations (default: the built-in dataset)");
   app.add_option("--val-json", val_json, "COCO validation annotations");
@@ -103,7 +113,8 @@ int main(int argc, char** argv) {
     methods.push_back(m);
   }
   std::vector<uint64_t> seeds;
-  for (const auto& part : CLI::detail::split(seeds_text, ',')) seeds.push_back(std::stoull(part));
+  for (const auto& part : CLI::detail::split(seeds_text, ','))
+    seeds.push_back(std::stoull(part));
 
   try {
     ProgressLine clock("experiment", 1, 1);
@@ -123,7 +134,8 @@ int main(int argc, char** argv) {
       }
     }
     std::unique_ptr<RetinaNet> teacher = load_retinanet(teacher_path);
-    const std::string teacher_eval_path = std::filesystem::path(teacher_path).parent_path().string() + "/eval.json";
+    const std::string teacher_eval_path =
+        std::filesystem::path(teacher_path).parent_path().string() + "/eval.json";
     std::optional<CocoEvalResult> teacher_eval = read_eval(teacher_eval_path);
     if (!teacher_eval) {
       std::cout << "== evaluating the teacher " << teacher_path << "\n";
@@ -146,8 +158,9 @@ int main(int argc, char** argv) {
         RetinaNet student(preset.student, gen);
         std::unique_ptr<TrainingObjective> objective;
         DistillerOptimizerConfig optimizer{.iterations = options.iterations};
-        nlohmann::json config{{"app", "distill_retinanet"}, {"preset", preset_name}, {"method", method},
-                              {"seed", seed}, {"teacher", teacher_path}, {"student", to_json(preset.student)}};
+        nlohmann::json config{{"app", "distill_retinanet"}, {"preset", preset_name},
+                              {"method", method},           {"seed", seed},
+                              {"teacher", teacher_path},    {"student", to_json(preset.student)}};
         if (method == "none") {
           objective = std::make_unique<DetectionObjective>();
         } else if (method == "icd") {
@@ -167,11 +180,11 @@ int main(int argc, char** argv) {
           config["warmup_iterations"] = icd.warmup_iterations;
           prior.save(run.file("fake_instance_prior.json"));
         } else {
-          objective = std::make_unique<FitNetObjective>(
-              *teacher,
-              FitNetConfig{.student_channels = preset.student.fpn_channels,
-                           .teacher_channels = preset.teacher.fpn_channels},
-              optimizer, seed);
+          objective =
+              std::make_unique<FitNetObjective>(*teacher,
+                                                FitNetConfig{.student_channels = preset.student.fpn_channels,
+                                                             .teacher_channels = preset.teacher.fpn_channels},
+                                                optimizer, seed);
         }
         run.write_config(config);
         train_detector(student, *objective, *data.train, options, run);
@@ -184,11 +197,12 @@ int main(int argc, char** argv) {
     }
 
     // 3. The table: mean over seeds, with the spread (half the range) when there are several.
-    std::printf("\nCOCO box AP on %s (%zu val images), preset %s, %zu seed(s), %s\n", data.val->source().c_str(),
-                static_cast<size_t>(data.val->num_images()), preset_name.c_str(), seeds.size(),
-                format_duration(clock.seconds_elapsed()).c_str());
+    std::printf("\nCOCO box AP on %s (%zu val images), preset %s, %zu seed(s), %s\n",
+                data.val->source().c_str(), static_cast<size_t>(data.val->num_images()), preset_name.c_str(),
+                seeds.size(), format_duration(clock.seconds_elapsed()).c_str());
     std::printf("%-22s", "model");
-    for (const char* c : kColumns) std::printf(" %12s", c);
+    for (const char* c : kColumns)
+      std::printf(" %12s", c);
     std::printf("\n");
     print_row("teacher (R50)", ap_row(*teacher_eval), nullptr);
     std::map<std::string, std::array<double, 6>> means;
@@ -197,7 +211,8 @@ int main(int argc, char** argv) {
       const auto& r = rows[method];
       for (int i = 0; i < 6; ++i) {
         double lo = INFINITY, hi = -INFINITY;
-        for (const auto& row : r) mean[i] += row[i] / r.size(), lo = std::min(lo, row[i]), hi = std::max(hi, row[i]);
+        for (const auto& row : r)
+          mean[i] += row[i] / r.size(), lo = std::min(lo, row[i]), hi = std::max(hi, row[i]);
         spread[i] = (hi - lo) / 2;
       }
       means[method] = mean;
@@ -208,9 +223,11 @@ int main(int argc, char** argv) {
       for (const std::string& method : methods) {
         if (method == "none") continue;
         std::array<double, 6> gain;
-        for (int i = 0; i < 6; ++i) gain[i] = means[method][i] - means["none"][i];
+        for (int i = 0; i < 6; ++i)
+          gain[i] = means[method][i] - means["none"][i];
         std::printf("%-22s", (method + " gain").c_str());
-        for (double g : gain) std::printf(" %+12.2f", g);
+        for (double g : gain)
+          std::printf(" %+12.2f", g);
         std::printf("\n");
       }
     }

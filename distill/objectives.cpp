@@ -4,15 +4,16 @@
 #include <stdexcept>
 
 #include "engine/autograd.h"
-#include "engine/optim/clip_grad.h"
 #include "engine/ops/elementwise.h"
+#include "engine/optim/clip_grad.h"
 
 namespace icd {
 namespace {
 
 NamedTensors prefixed(const NamedTensors& tensors, const std::string& prefix) {
   NamedTensors out;
-  for (const auto& [name, t] : tensors) out.emplace_back(prefix + name, t);
+  for (const auto& [name, t] : tensors)
+    out.emplace_back(prefix + name, t);
   return out;
 }
 
@@ -41,8 +42,10 @@ Generator iteration_generator(uint64_t seed, int64_t iteration) {
 
 std::unique_ptr<WarmupCosineLR> cosine(const DistillerOptimizerConfig& c) {
   // Warmup factor 1 over 10 iterations: the released config's "no real warmup".
-  return std::make_unique<WarmupCosineLR>(CosineOptions{
-      .base_lr = c.lr, .max_iter = c.iterations, .final_lr = 0.0, .warmup = LinearWarmup{.factor = 1.0, .iters = 10}});
+  return std::make_unique<WarmupCosineLR>(CosineOptions{.base_lr = c.lr,
+                                                        .max_iter = c.iterations,
+                                                        .final_lr = 0.0,
+                                                        .warmup = LinearWarmup{.factor = 1.0, .iters = 10}});
 }
 
 void step(AdamW& optimizer, const WarmupCosineLR& schedule, double clip_norm, int64_t iteration) {
@@ -73,8 +76,8 @@ IcdObjective::IcdObjective(RetinaNet& teacher, const IcdConfig& config, FakeInst
   freeze(teacher_);
   Generator gen(seed);
   distiller_ = std::make_shared<InstanceConditionalDistiller>(config, std::move(prior), gen);
-  optimizer_ = std::make_unique<AdamW>(distiller_->parameters(),
-                                       AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
+  optimizer_ = std::make_unique<AdamW>(
+      distiller_->parameters(), AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
   schedule_ = cosine(optimizer);
 }
 
@@ -99,7 +102,8 @@ void IcdObjective::after_backward(int64_t iteration) {
 
 NamedTensors IcdObjective::state() const {
   NamedTensors out = prefixed(distiller_->state_dict(), "distiller.");
-  for (auto& e : prefixed(optimizer_->state(), "adamw.")) out.push_back(e);
+  for (auto& e : prefixed(optimizer_->state(), "adamw."))
+    out.push_back(e);
   return out;
 }
 
@@ -114,8 +118,8 @@ FitNetObjective::FitNetObjective(RetinaNet& teacher, const FitNetConfig& config,
   freeze(teacher_);
   Generator gen(seed);
   distiller_ = std::make_shared<FitNetDistiller>(config, gen);
-  optimizer_ = std::make_unique<AdamW>(distiller_->parameters(),
-                                       AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
+  optimizer_ = std::make_unique<AdamW>(
+      distiller_->parameters(), AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
   schedule_ = cosine(optimizer);
 }
 
@@ -123,7 +127,8 @@ NamedLosses FitNetObjective::losses(RetinaNet& student, const TrainingBatch& bat
   RetinaNetOutputs outputs = student.forward(batch.images);
   RetinaNetLosses detection = student.losses(outputs, batch.targets);
   Tensor imitation = distiller_->forward(outputs.features, teacher_features(teacher_, batch.images));
-  return {{"loss_cls", detection.classification}, {"loss_box", detection.box_regression}, {"fitnet", imitation}};
+  return {
+      {"loss_cls", detection.classification}, {"loss_box", detection.box_regression}, {"fitnet", imitation}};
 }
 
 void FitNetObjective::after_backward(int64_t iteration) {
@@ -132,7 +137,8 @@ void FitNetObjective::after_backward(int64_t iteration) {
 
 NamedTensors FitNetObjective::state() const {
   NamedTensors out = prefixed(distiller_->state_dict(), "distiller.");
-  for (auto& e : prefixed(optimizer_->state(), "adamw.")) out.push_back(e);
+  for (auto& e : prefixed(optimizer_->state(), "adamw."))
+    out.push_back(e);
   return out;
 }
 

@@ -27,18 +27,20 @@ RetinaNet::RetinaNet(const RetinaNetConfig& config, Generator& gen)
   auto backbone = register_module("backbone", std::make_shared<ModuleDict>());
   body_ = backbone->add("body", std::make_shared<ResNet>(config.backbone, gen));
   std::vector<int64_t> channels = body_->stage_channels();
-  fpn_ = backbone->add("fpn", std::make_shared<Fpn>(FpnConfig{.in_channels = {channels[1], channels[2], channels[3]},
-                                                              .channels = config.fpn_channels,
-                                                              .p6_from_c5 = config.p6_from_c5},
-                                                    gen));
-  head_ = register_module("head", std::make_shared<RetinaNetHead>(
-                                      RetinaNetHeadConfig{.in_channels = config.fpn_channels,
-                                                          .num_anchors = anchor_generator_.num_anchors_per_location(),
-                                                          .num_classes = config.num_classes,
-                                                          .num_convs = config.head_convs,
-                                                          .group_norm = config.head_group_norm,
-                                                          .prior_prob = config.prior_prob},
-                                      gen));
+  fpn_ = backbone->add("fpn",
+                       std::make_shared<Fpn>(FpnConfig{.in_channels = {channels[1], channels[2], channels[3]},
+                                                       .channels = config.fpn_channels,
+                                                       .p6_from_c5 = config.p6_from_c5},
+                                             gen));
+  head_ = register_module("head",
+                          std::make_shared<RetinaNetHead>(
+                              RetinaNetHeadConfig{.in_channels = config.fpn_channels,
+                                                  .num_anchors = anchor_generator_.num_anchors_per_location(),
+                                                  .num_classes = config.num_classes,
+                                                  .num_convs = config.head_convs,
+                                                  .group_norm = config.head_group_norm,
+                                                  .prior_prob = config.prior_prob},
+                              gen));
 }
 
 void RetinaNet::train(bool on) {
@@ -68,8 +70,10 @@ RetinaNetLosses RetinaNet::losses(const RetinaNetOutputs& outputs, const std::ve
   return loss_(outputs.cls_logits, outputs.bbox_deltas, outputs.anchors.boxes, targets);
 }
 
-std::vector<Detections> RetinaNet::detect(const RetinaNetOutputs& outputs, const std::vector<ImageSizes>& sizes) const {
-  return postprocess_detections(outputs.cls_logits, outputs.bbox_deltas, outputs.anchors, sizes, config_.postprocess);
+std::vector<Detections> RetinaNet::detect(const RetinaNetOutputs& outputs,
+                                          const std::vector<ImageSizes>& sizes) const {
+  return postprocess_detections(outputs.cls_logits, outputs.bbox_deltas, outputs.anchors, sizes,
+                                config_.postprocess);
 }
 
 }  // namespace icd

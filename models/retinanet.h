@@ -4,7 +4,7 @@
 //
 //   images [N,3,H,W] -> ResNet -> C3,C4,C5 -> FPN -> P3..P7 -> head -> logits [N,R,K], deltas [N,R,4]
 //   training:  anchors + ground truth -> matcher -> focal loss + L1 box loss   (models/retinanet_loss.h)
-//   inference: sigmoid, top-k, decode, class-aware NMS                        (models/retinanet_postprocess.h)
+//   inference: sigmoid, top-k, decode, class-aware NMS (models/retinanet_postprocess.h)
 //
 // Parameter names follow torchvision's retinanet_resnet50_fpn: backbone.body.* (the ResNet),
 // backbone.fpn.*, head.classification_head.*, head.regression_head.*. The defaults are detectron2 v0.5's

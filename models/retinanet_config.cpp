@@ -46,14 +46,18 @@ class ObjectReader {
   std::map<std::string, bool> claimed_;
 };
 
-json box_coder_json(const BoxCoderConfig& c) { return {{"weights", c.weights}, {"scale_clamp", c.scale_clamp}}; }
+json box_coder_json(const BoxCoderConfig& c) {
+  return {{"weights", c.weights}, {"scale_clamp", c.scale_clamp}};
+}
 
 void read_box_coder(ObjectReader& r, BoxCoderConfig& c) {
   r.field("weights", c.weights);
   r.field("scale_clamp", c.scale_clamp);
 }
 
-const char* norm_name(NormKind kind) { return kind == NormKind::batch_norm ? "batch_norm" : "frozen_batch_norm"; }
+const char* norm_name(NormKind kind) {
+  return kind == NormKind::batch_norm ? "batch_norm" : "frozen_batch_norm";
+}
 const char* normalization_name(LossNormalization n) {
   return n == LossNormalization::foreground_ema ? "foreground_ema" : "per_image";
 }

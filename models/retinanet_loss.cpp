@@ -122,8 +122,7 @@ void RetinaNetLoss::set_normalizer(double value) {
 }
 
 RetinaNetLosses RetinaNetLoss::operator()(const Tensor& cls_logits, const Tensor& bbox_deltas,
-                                          const Tensor& anchors,
-                                          const std::vector<TargetBoxes>& targets) {
+                                          const Tensor& anchors, const std::vector<TargetBoxes>& targets) {
   check_inputs(cls_logits, bbox_deltas, anchors, targets);
   const int64_t num_images = cls_logits.size(0), num_anchors = cls_logits.size(1);
   const int64_t num_classes = cls_logits.size(2);

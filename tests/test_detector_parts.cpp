@@ -26,7 +26,8 @@ bool has(const Module& m, const std::string& name) {
 // Every output of every level in one flat tensor, so one randomly projected check covers them all.
 Tensor concat_flat(const std::vector<Tensor>& outs) {
   std::vector<Tensor> flat;
-  for (const Tensor& o : outs) flat.push_back(o.flatten());
+  for (const Tensor& o : outs)
+    flat.push_back(o.flatten());
   return cat(flat, 0);
 }
 }  // namespace
@@ -49,7 +50,8 @@ TEST_CASE("FPN: torchvision names, shapes at strides 8-128, P6 from C5 or P5") {
   for (const auto& [n, t] : fpn.state_dict())
     if (n.ends_with("bias")) CHECK(sum(abs(t)).item() == 0);
 
-  std::vector<Tensor> outs = fpn.forward({zeros({1, 8, 16, 20}), zeros({1, 16, 8, 10}), zeros({1, 32, 4, 5})});
+  std::vector<Tensor> outs =
+      fpn.forward({zeros({1, 8, 16, 20}), zeros({1, 16, 8, 10}), zeros({1, 32, 4, 5})});
   REQUIRE(outs.size() == 5);
   CHECK(outs[0].shape() == Shape{1, 6, 16, 20});
   CHECK(outs[2].shape() == Shape{1, 6, 4, 5});
@@ -63,16 +65,19 @@ TEST_CASE("FPN: gradient check through the top-down path and P6/P7") {
   for (bool from_c5 : {true, false}) {
     Fpn fpn(FpnConfig{.in_channels = {2, 3, 4}, .channels = 2, .p6_from_c5 = from_c5}, gen);
     fpn.to(DType::f64);
-    Tensor c3 = random_leaf({1, 2, 4, 4}, 3), c4 = random_leaf({1, 3, 2, 2}, 4), c5 = random_leaf({1, 4, 1, 1}, 5);
+    Tensor c3 = random_leaf({1, 2, 4, 4}, 3), c4 = random_leaf({1, 3, 2, 2}, 4),
+           c5 = random_leaf({1, 4, 1, 1}, 5);
     Inputs in{c3, c4, c5};
-    for (const Tensor& p : fpn.parameters()) in.push_back(p);
+    for (const Tensor& p : fpn.parameters())
+      in.push_back(p);
     CHECK_GRADCHECK([&](const Inputs& x) { return concat_flat(fpn.forward({x[0], x[1], x[2]})); }, in);
   }
 }
 
 TEST_CASE("RetinaNet head: names, prior bias, shapes, flattening order") {
   Generator gen(3);
-  RetinaNetHead head(RetinaNetHeadConfig{.in_channels = 8, .num_anchors = 9, .num_classes = 3, .num_convs = 2}, gen);
+  RetinaNetHead head(
+      RetinaNetHeadConfig{.in_channels = 8, .num_anchors = 9, .num_classes = 3, .num_convs = 2}, gen);
   CHECK(has(head, "classification_head.conv.0.0.weight"));
   CHECK(has(head, "classification_head.conv.1.0.bias"));
   CHECK(has(head, "classification_head.cls_logits.weight"));
@@ -80,7 +85,8 @@ TEST_CASE("RetinaNet head: names, prior bias, shapes, flattening order") {
   CHECK_FALSE(has(head, "classification_head.conv.2.0.weight"));
   for (const auto& [n, t] : head.state_dict()) {
     if (n == "classification_head.cls_logits.bias")
-      for (float b : t.to_vector<float>()) CHECK(b == doctest::Approx(-std::log(99.0)).epsilon(1e-6));
+      for (float b : t.to_vector<float>())
+        CHECK(b == doctest::Approx(-std::log(99.0)).epsilon(1e-6));
     if (n == "regression_head.bbox_reg.weight") {
       double rms = std::sqrt(mean(mul(t, t)).item());
       CHECK(rms == doctest::Approx(0.01).epsilon(0.15));
@@ -107,14 +113,16 @@ TEST_CASE("RetinaNet head: names, prior bias, shapes, flattening order") {
 
 TEST_CASE("RetinaNet head: gradient check, with and without GroupNorm") {
   Generator gen(4);
-  RetinaNetHead head(RetinaNetHeadConfig{.in_channels = 3, .num_anchors = 2, .num_classes = 2, .num_convs = 2}, gen);
+  RetinaNetHead head(
+      RetinaNetHeadConfig{.in_channels = 3, .num_anchors = 2, .num_classes = 2, .num_convs = 2}, gen);
   head.to(DType::f64);
   // N(0, 0.01) weights make the towers' pre-activations tiny; scale the weights up so no ReLU input sits
   // near 0 within the finite-difference step. The prior bias (-4.6) is zeroed: a large constant offset in
   // every output only adds roundoff to the finite differences and does not change any gradient.
   {
     NoGradGuard no_grad;
-    for (Tensor p : head.parameters()) mul_(p, p.dim() == 4 ? 30.0 : 0.0);
+    for (Tensor p : head.parameters())
+      mul_(p, p.dim() == 4 ? 30.0 : 0.0);
   }
   Tensor f1 = random_leaf({1, 3, 3, 3}, 41), f2 = random_leaf({1, 3, 2, 2}, 42);
   // Every ReLU input must sit well away from 0, or a finite difference could straddle the kink.
@@ -130,23 +138,26 @@ TEST_CASE("RetinaNet head: gradient check, with and without GroupNorm") {
       for (std::size_t i = 0; i < tower.size(); ++i) {
         auto& block = dynamic_cast<Sequential&>(tower[i]);
         Tensor pre = block[0].forward(y);
-        for (double v : pre.to_vector<double>()) nearest = std::min(nearest, std::abs(v));
+        for (double v : pre.to_vector<double>())
+          nearest = std::min(nearest, std::abs(v));
         y = block.forward(y);
       }
     }
   }
   REQUIRE(nearest > 1e-3);
   Inputs in{f1, f2};
-  for (const Tensor& p : head.parameters()) in.push_back(p);
+  for (const Tensor& p : head.parameters())
+    in.push_back(p);
   auto f = [&](const Inputs& x) {
     HeadOutputs o = head.forward({x[0], x[1]});
     return cat({concat_flat(o.cls_logits), concat_flat(o.bbox_deltas)}, 0);
   };
   CHECK_GRADCHECK(f, in);
 
-  RetinaNetHead gn(RetinaNetHeadConfig{.in_channels = 32, .num_anchors = 1, .num_classes = 2, .num_convs = 1,
-                                       .group_norm = true},
-                   gen);
+  RetinaNetHead gn(
+      RetinaNetHeadConfig{
+          .in_channels = 32, .num_anchors = 1, .num_classes = 2, .num_convs = 1, .group_norm = true},
+      gen);
   CHECK(has(gn, "classification_head.conv.0.1.weight"));  // GroupNorm sits at index 1 of each block
   gn.to(DType::f64);
   Tensor g = random_leaf({1, 32, 2, 2}, 7);

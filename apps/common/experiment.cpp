@@ -108,14 +108,17 @@ DatasetSplits load_datasets(const std::string& builtin_preset, const std::string
     if (found) {
       dataset = *found;
     } else {
-      std::cout << "building the built-in dataset '" << builtin_preset << "' into " << config.output_dir.string()
-                << " (once; it is cached)\n";
+      std::cout << "building the built-in dataset '" << builtin_preset << "' into "
+                << config.output_dir.string() << " (once; it is cached)\n";
       dataset = build_builtin_dataset(config, [](const std::string& split, int done, int total) {
-        if (done == total || done % 500 == 0) std::cout << "  " << split << " " << done << "/" << total << "\n";
+        if (done == total || done % 500 == 0)
+          std::cout << "  " << split << " " << done << "/" << total << "\n";
       });
     }
-    splits.train = std::make_unique<CocoDataset>(CocoDataset::load(dataset.train_json.string(), dataset.train_images.string()));
-    splits.val = std::make_unique<CocoDataset>(CocoDataset::load(dataset.val_json.string(), dataset.val_images.string()));
+    splits.train = std::make_unique<CocoDataset>(
+        CocoDataset::load(dataset.train_json.string(), dataset.train_images.string()));
+    splits.val = std::make_unique<CocoDataset>(
+        CocoDataset::load(dataset.val_json.string(), dataset.val_images.string()));
   }
   std::cout << "train: " << splits.train->summary() << "\nval:   " << splits.val->summary() << "\n";
   return splits;
@@ -123,9 +126,10 @@ DatasetSplits load_datasets(const std::string& builtin_preset, const std::string
 
 bool imagenet_weights_available(const std::string& path) {
   if (std::filesystem::exists(path)) return true;
-  std::cout << "ImageNet weights " << path
-            << " not found (scripts/fetch_weights.sh then apps/import_weights make them): the backbone trains "
-               "from random weights\n";
+  std::cout
+      << "ImageNet weights " << path
+      << " not found (scripts/fetch_weights.sh then apps/import_weights make them): the backbone trains "
+         "from random weights\n";
   return false;
 }
 
@@ -147,7 +151,8 @@ bool load_imagenet_backbone(RetinaNet& model, const std::string& path) {
 }
 
 CocoEvalResult run_teacher_training(const ExperimentPreset& preset, const DatasetSplits& data,
-                                    const std::string& run_dir, const TrainOptions& options, bool use_imagenet) {
+                                    const std::string& run_dir, const TrainOptions& options,
+                                    bool use_imagenet) {
   RetinaNetConfig config = preset.teacher;
   // Without ImageNet weights the backbone trains from scratch: frozen batch norm would then be an
   // identity that lets activations grow through 50 layers, so it learns its batch norm instead.
@@ -182,7 +187,8 @@ CocoEvalResult run_teacher_training(const ExperimentPreset& preset, const Datase
 
 std::array<double, 6> ap_row(const CocoEvalResult& result) {
   std::array<double, 6> row{};
-  for (int i = 0; i < 6; ++i) row[i] = 100.0 * result.stats[i];
+  for (int i = 0; i < 6; ++i)
+    row[i] = 100.0 * result.stats[i];
   return row;
 }
 

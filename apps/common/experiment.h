@@ -43,7 +43,8 @@ bool load_imagenet_backbone(RetinaNet& model, const std::string& path);
 // Trains the teacher of `preset` into run_dir (resuming if asked), evaluates it on the validation split,
 // writes eval.json there, and returns the result. Starts from the ImageNet backbone when it is available.
 CocoEvalResult run_teacher_training(const ExperimentPreset& preset, const DatasetSplits& data,
-                                    const std::string& run_dir, const TrainOptions& options, bool use_imagenet);
+                                    const std::string& run_dir, const TrainOptions& options,
+                                    bool use_imagenet);
 
 // The row of the results table: AP, AP50, AP75, APs, APm, APl (COCO percent).
 std::array<double, 6> ap_row(const CocoEvalResult& result);

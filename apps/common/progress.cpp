@@ -10,13 +10,19 @@ namespace icd::app {
 std::string format_duration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
   char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(s / 3600), static_cast<long long>(s % 3600 / 60));
-  else if (s >= 60) std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
-  else std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(s));
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s % 3600 / 60));
+  else if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(s));
   return buf;
 }
 
-ProgressLine::ProgressLine(std::string label, int64_t total_steps, int64_t images_per_step, int64_t start_step)
+ProgressLine::ProgressLine(std::string label, int64_t total_steps, int64_t images_per_step,
+                           int64_t start_step)
     : label_(std::move(label)),
       total_(total_steps),
       images_per_step_(images_per_step),
@@ -45,8 +51,10 @@ void ProgressLine::update(int64_t step, const std::vector<std::pair<std::string,
     std::snprintf(buf, sizeof buf, "  %s %.4f", name.c_str(), value);
     text += buf;
   }
-  if (tty_) std::printf("\r%s\033[K", text.c_str());
-  else std::printf("%s\n", text.c_str());
+  if (tty_)
+    std::printf("\r%s\033[K", text.c_str());
+  else
+    std::printf("%s\n", text.c_str());
   std::fflush(stdout);
 }
 

@@ -39,7 +39,8 @@ void RunFolder::write_config(const nlohmann::json& config) const {
 void RunFolder::log_metrics(const nlohmann::json& record) {
   if (!metrics_.is_open()) {
     metrics_.open(file("metrics.jsonl"), std::ios::app);
-    if (!metrics_) throw std::runtime_error("cannot open " + file("metrics.jsonl") + ": " + std::strerror(errno));
+    if (!metrics_)
+      throw std::runtime_error("cannot open " + file("metrics.jsonl") + ": " + std::strerror(errno));
   }
   metrics_ << record.dump() << "\n";
   metrics_.flush();
@@ -69,7 +70,8 @@ void RunFolder::truncate_metrics_after(int64_t step) {
   for (auto& r : read_metrics())
     if (!r.contains("step") || r["step"].get<int64_t>() <= step) kept.push_back(std::move(r));
   std::string text;
-  for (const auto& r : kept) text += r.dump() + "\n";
+  for (const auto& r : kept)
+    text += r.dump() + "\n";
   if (metrics_.is_open()) metrics_.close();
   write_file_atomically(file("metrics.jsonl"), text);
 }

@@ -22,7 +22,8 @@ constexpr const char* kObjectivePrefix = "objective.";
 
 NamedTensors with_prefix(const NamedTensors& tensors, const std::string& prefix) {
   NamedTensors out;
-  for (const auto& [name, t] : tensors) out.emplace_back(prefix + name, t);
+  for (const auto& [name, t] : tensors)
+    out.emplace_back(prefix + name, t);
   return out;
 }
 
@@ -40,7 +41,8 @@ bool has_prefix(const std::string& name) {
 
 std::string describe_losses(const std::vector<std::pair<std::string, double>>& values) {
   std::ostringstream out;
-  for (const auto& [name, v] : values) out << " " << name << "=" << v;
+  for (const auto& [name, v] : values)
+    out << " " << name << "=" << v;
   return out.str();
 }
 
@@ -51,15 +53,18 @@ TrainingBatch training_batch(const DetectionBatch& batch) {
   for (const SampleInfo& sample : batch.samples) {
     const auto& boxes = sample.targets.boxes;
     std::vector<double> corners;
-    for (const BoxXYXY& b : boxes) corners.insert(corners.end(), {b.x1, b.y1, b.x2, b.y2});
+    for (const BoxXYXY& b : boxes)
+      corners.insert(corners.end(), {b.x1, b.y1, b.x2, b.y2});
     const auto n = static_cast<int64_t>(boxes.size());
-    out.targets.push_back({from_vector(corners, {n, 4}, {batch.images.dtype()}), from_vector(sample.targets.classes, {n})});
+    out.targets.push_back(
+        {from_vector(corners, {n, 4}, {batch.images.dtype()}), from_vector(sample.targets.classes, {n})});
     out.sizes.push_back({sample.size.height, sample.size.width});
   }
   return out;
 }
 
-void save_retinanet(const std::string& path, RetinaNet& model, const std::map<std::string, std::string>& metadata) {
+void save_retinanet(const std::string& path, RetinaNet& model,
+                    const std::map<std::string, std::string>& metadata) {
   std::map<std::string, std::string> meta = metadata;
   meta["model_config"] = to_json(model.config()).dump();
   save_checkpoint(path, model.state_dict(), meta);
@@ -104,12 +109,14 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
   DetectionLoader loader(train_set, loader_config);
   const int64_t batches_per_epoch = loader.batches_per_epoch();
   if (batches_per_epoch == 0)
-    throw std::invalid_argument("train: the dataset " + train_set.source() + " has fewer images with boxes than one batch (" +
+    throw std::invalid_argument("train: the dataset " + train_set.source() +
+                                " has fewer images with boxes than one batch (" +
                                 std::to_string(options.batch_size) + ")");
 
   model.train();
-  Sgd optimizer(model.trainable_parameters(),
-                SgdOptions{.lr = options.lr, .momentum = options.momentum, .weight_decay = options.weight_decay});
+  Sgd optimizer(
+      model.trainable_parameters(),
+      SgdOptions{.lr = options.lr, .momentum = options.momentum, .weight_decay = options.weight_decay});
   WarmupMultiStepLR schedule(MultiStepOptions{.base_lr = options.lr,
                                               .max_iter = options.iterations,
                                               .milestones = options.lr_steps,
@@ -134,8 +141,10 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
 
   auto save = [&](int64_t iteration) {
     NamedTensors all = model.state_dict();
-    for (auto& e : with_prefix(optimizer.state(), kOptimizerPrefix)) all.push_back(e);
-    for (auto& e : with_prefix(objective.state(), kObjectivePrefix)) all.push_back(e);
+    for (auto& e : with_prefix(optimizer.state(), kOptimizerPrefix))
+      all.push_back(e);
+    for (auto& e : with_prefix(objective.state(), kObjectivePrefix))
+      all.push_back(e);
     std::ostringstream normalizer;
     normalizer.precision(17);
     normalizer << model.loss().normalizer();
@@ -177,13 +186,18 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
     if (options.clip_value > 0) clip_grad_value(optimizer.parameters(), options.clip_value);
     optimizer.step();
 
-    nlohmann::json record{{"step", iteration + 1}, {"lr", lr}, {"loss", total_value}, {"epoch", epoch},
+    nlohmann::json record{{"step", iteration + 1},
+                          {"lr", lr},
+                          {"loss", total_value},
+                          {"epoch", epoch},
                           {"seconds", progress.seconds_elapsed()}};
-    for (const auto& [name, v] : values) record[name] = v;
+    for (const auto& [name, v] : values)
+      record[name] = v;
     run.log_metrics(record);
     values.insert(values.begin(), {"loss", total_value});
     progress.update(iteration + 1, values);
-    if ((iteration + 1) % options.checkpoint_every == 0 || iteration + 1 == options.iterations) save(iteration + 1);
+    if ((iteration + 1) % options.checkpoint_every == 0 || iteration + 1 == options.iterations)
+      save(iteration + 1);
   }
   progress.finish();
   return {options.iterations - start, progress.seconds_elapsed()};

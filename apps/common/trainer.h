@@ -39,11 +39,11 @@ struct TrainOptions {
   LinearWarmup warmup{.factor = 0.001, .iters = 100};
   std::vector<int64_t> lr_steps;  // iterations where the learning rate drops by lr_gamma
   double lr_gamma = 0.1;
-  double clip_value = 0.0;        // per-element gradient clip for the detector (0: off)
+  double clip_value = 0.0;  // per-element gradient clip for the detector (0: off)
   int64_t checkpoint_every = 500;
   uint64_t seed = 0;
   TransformConfig transform = TransformConfig::train();
-  bool resume = false;            // continue from the run folder's last checkpoint, if there is one
+  bool resume = false;  // continue from the run folder's last checkpoint, if there is one
 };
 
 struct TrainResult {
@@ -67,7 +67,8 @@ CocoEvalResult evaluate_detector(RetinaNet& model, const CocoDataset& dataset, c
 
 // Checkpoint I/O for a RetinaNet: weights plus metadata "model_config" (JSON), so a checkpoint alone
 // rebuilds its model.
-void save_retinanet(const std::string& path, RetinaNet& model, const std::map<std::string, std::string>& metadata = {});
+void save_retinanet(const std::string& path, RetinaNet& model,
+                    const std::map<std::string, std::string>& metadata = {});
 std::unique_ptr<RetinaNet> load_retinanet(const std::string& path);
 
 }  // namespace icd::app
