@@ -27,6 +27,8 @@ std::vector<int64_t> element_offsets(const Tensor& t) {
 
 }  // namespace
 
+Tensor f64(const std::vector<double>& values, const Shape& shape) { return from_vector(values, shape, {DType::f64}); }
+
 Tensor random_leaf(const Shape& shape, uint64_t seed, double low, double high) {
   Generator gen(seed);
   Tensor t = uniform(shape, low, high, gen, {DType::f64});

@@ -36,6 +36,9 @@ using GradFunction = std::function<Tensor(const std::vector<Tensor>&)>;
 GradcheckResult gradcheck(const GradFunction& f, const std::vector<Tensor>& inputs,
                           GradcheckOptions options = {});
 
+// A constant f64 tensor (no grad) holding `values` row-major: the hand-computed cases of every test.
+Tensor f64(const std::vector<double>& values, const Shape& shape);
+
 // A random f64 leaf that requires grad, values uniform in [low, high).
 Tensor random_leaf(const Shape& shape, uint64_t seed, double low = -1.0, double high = 1.0);
 

@@ -9,13 +9,11 @@
 #include "gradcheck.h"
 
 using namespace icd;
+using icd::testing::f64;
 using icd::testing::random_leaf;
 using Inputs = std::vector<Tensor>;
 
 namespace {
-Tensor f64(std::vector<double> v, Shape shape) {
-  return from_vector(v, shape, {DType::f64});
-}
 // Values bounded away from zero, for log/sqrt/div/pow and the kinks of relu/abs.
 Tensor away_from_zero(const Shape& shape, uint64_t seed) {
   Tensor x = random_leaf(shape, seed, 0.2, 1.5);

@@ -15,6 +15,7 @@
 #include "gradcheck.h"
 
 using namespace icd;
+using icd::testing::f64;
 using icd::testing::random_leaf;
 using Inputs = std::vector<Tensor>;
 
@@ -22,9 +23,6 @@ namespace {
 
 constexpr Reduction kReductions[] = {Reduction::none, Reduction::mean, Reduction::sum};
 
-Tensor f64(std::vector<double> v, Shape shape) {
-  return from_vector(v, shape, {DType::f64});
-}
 Tensor f64_leaf(std::vector<double> v, Shape shape) {
   Tensor t = f64(std::move(v), std::move(shape));
   t.set_requires_grad(true);

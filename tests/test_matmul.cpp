@@ -11,14 +11,12 @@
 #include "gradcheck.h"
 
 using namespace icd;
+using icd::testing::f64;
 using icd::testing::max_relative_error;
 using icd::testing::random_leaf;
 using Inputs = std::vector<Tensor>;
 
 namespace {
-Tensor f64(std::vector<double> v, Shape shape) {
-  return from_vector(v, shape, {DType::f64});
-}
 
 // GEMM rounding errors scale with the products summed, not with a result that happens to cancel to
 // near zero: f32 results are compared relative to the largest expected element (a normwise error).

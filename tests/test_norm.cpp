@@ -18,15 +18,13 @@
 #include "gradcheck.h"
 
 using namespace icd;
+using icd::testing::f64;
 using icd::testing::max_relative_error;
 using icd::testing::random_leaf;
 using Inputs = std::vector<Tensor>;
 
 namespace {
 
-Tensor f64(std::vector<double> v, Shape shape) {
-  return from_vector(v, shape, {DType::f64});
-}
 
 double max_abs(const Tensor& t) {
   double m = 0;

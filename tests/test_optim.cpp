@@ -3,6 +3,8 @@
 // skipped parameters, state save/load, and errors for bad arguments.
 #include <doctest/doctest.h>
 
+#include "gradcheck.h"
+
 #include <cmath>
 #include <memory>
 #include <string>
@@ -18,12 +20,10 @@
 #include "fixture.h"
 
 using namespace icd;
+using icd::testing::f64;
 
 namespace {
 
-Tensor f64(std::vector<double> v, Shape shape) {
-  return from_vector(v, shape, {DType::f64});
-}
 Tensor leaf(Tensor t) {
   t.set_requires_grad(true);
   return t;

@@ -14,13 +14,11 @@
 #include "gradcheck.h"
 
 using namespace icd;
+using icd::testing::f64;
 using icd::testing::max_relative_error;
 using Inputs = std::vector<Tensor>;
 
 namespace {
-Tensor f64(std::vector<double> v, Shape shape) {
-  return from_vector(v, shape, {DType::f64});
-}
 std::vector<double> values(const Tensor& t) {
   return t.to_vector<double>();
 }

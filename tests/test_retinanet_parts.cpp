@@ -24,6 +24,7 @@
 #include "models/retinanet_postprocess.h"
 
 using namespace icd;
+using icd::testing::f64;
 using icd::testing::max_relative_error;
 using Inputs = std::vector<Tensor>;
 
@@ -35,9 +36,6 @@ double tolerance(DType dtype) {
   return dtype == DType::f64 ? 1e-10 : 1e-5;
 }
 
-Tensor f64(std::vector<double> v, Shape shape) {
-  return from_vector(v, shape, {DType::f64});
-}
 Tensor i64(std::vector<int64_t> v) {
   const int64_t n = static_cast<int64_t>(v.size());
   return from_vector(v, {n});

@@ -14,14 +14,12 @@
 #include "gradcheck.h"
 
 using namespace icd;
+using icd::testing::f64;
 using icd::testing::random_leaf;
 using Inputs = std::vector<Tensor>;
 
 namespace {
 
-Tensor f64(std::vector<double> v, Shape shape) {
-  return from_vector(v, shape, {DType::f64});
-}
 Tensor i64(std::vector<int64_t> v, Shape shape) {
   return from_vector(v, shape);
 }
