@@ -26,6 +26,7 @@
 
 #include "datasets/builtin_dataset.h"
 #include "datasets/image_io.h"
+#include "temp_dir.h"
 
 using namespace icd;
 namespace fs = std::filesystem;
@@ -34,19 +35,6 @@ using nlohmann::json;
 namespace {
 
 // A per-process temporary folder, removed at the end of the test case.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag)
-      : path(fs::temp_directory_path() /
-             ("icd_test_builtin_dataset_" + tag + "_" + std::to_string(getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
 
 bool sources_available() {
   const fs::path sources = default_dataset_sources_dir();
@@ -159,16 +147,16 @@ SplitUse check_split(const fs::path& json_path, const fs::path& images_dir, cons
 
 TEST_CASE("a tiny build is byte-identical across runs and thread counts, and well formed") {
   if (!sources_available()) return;
-  TempDir temp("build");
-  const BuiltinDatasetConfig config_a = tiny_config(temp.path / "a");
-  const BuiltinDatasetConfig config_b = tiny_config(temp.path / "b");
+  testing::TempDir temp("build");
+  const BuiltinDatasetConfig config_a = tiny_config(temp.path() / "a");
+  const BuiltinDatasetConfig config_b = tiny_config(temp.path() / "b");
 
   const BuiltinDataset a = build_with_threads(config_a, 1);
   const BuiltinDataset b = build_with_threads(config_b, 2);
   CHECK_FALSE(a.reused);
   CHECK_FALSE(b.reused);
   CHECK(fs::exists(a.dir / "complete.json"));
-  CHECK_FALSE(fs::exists(temp.path / "a.partial"));
+  CHECK_FALSE(fs::exists(temp.path() / "a.partial"));
 
   const std::vector<fs::path> files_a = files_under(a.dir), files_b = files_under(b.dir);
   REQUIRE(files_a == files_b);
@@ -374,24 +362,24 @@ TEST_CASE("Fashion-MNIST IDX files: the full sets, and damaged files named in th
   const FashionMnist test = load_fashion_mnist(directory, "t10k");
   CHECK(test.count() == 10000);
 
-  TempDir temp("idx");
+  testing::TempDir temp("idx");
   const std::string labels = read_bytes(directory / "t10k-labels-idx1-ubyte");
   const std::string images = read_bytes(directory / "t10k-images-idx3-ubyte");
-  std::ofstream(temp.path / "t10k-labels-idx1-ubyte", std::ios::binary) << labels;
-  std::ofstream(temp.path / "t10k-images-idx3-ubyte", std::ios::binary)
+  std::ofstream(temp.path() / "t10k-labels-idx1-ubyte", std::ios::binary) << labels;
+  std::ofstream(temp.path() / "t10k-images-idx3-ubyte", std::ios::binary)
       << images.substr(0, images.size() - 100);
   try {
-    load_fashion_mnist(temp.path, "t10k");
+    load_fashion_mnist(temp.path(), "t10k");
     FAIL("a truncated image file was accepted");
   } catch (const std::runtime_error& error) {
     const std::string message = error.what();
     CHECK(message.find("t10k-images-idx3-ubyte") != std::string::npos);
     CHECK(message.find("truncated") != std::string::npos);
   }
-  std::ofstream(temp.path / "t10k-labels-idx1-ubyte", std::ios::binary | std::ios::trunc)
+  std::ofstream(temp.path() / "t10k-labels-idx1-ubyte", std::ios::binary | std::ios::trunc)
       << images.substr(0, 64);
   try {
-    load_fashion_mnist(temp.path, "t10k");
+    load_fashion_mnist(temp.path(), "t10k");
     FAIL("an image file was accepted as labels");
   } catch (const std::runtime_error& error) {
     CHECK(std::string(error.what()).find("not an IDX label file") != std::string::npos);
@@ -399,11 +387,11 @@ TEST_CASE("Fashion-MNIST IDX files: the full sets, and damaged files named in th
 }
 
 TEST_CASE("bad input: missing or incomplete sources, too few photos, bad options") {
-  TempDir temp("bad");
+  testing::TempDir temp("bad");
   BuiltinDatasetConfig config = builtin_dataset_preset("tiny");
-  config.output_dir = temp.path / "out";
+  config.output_dir = temp.path() / "out";
 
-  config.sources_dir = temp.path / "no_such_sources";
+  config.sources_dir = temp.path() / "no_such_sources";
   try {
     build_builtin_dataset(config);
     FAIL("a missing source folder was accepted");
@@ -417,7 +405,7 @@ TEST_CASE("bad input: missing or incomplete sources, too few photos, bad options
   // An output folder holding anything else is not replaced (a mistyped --output must not delete files).
   if (sources_available()) {
     BuiltinDatasetConfig into_other = builtin_dataset_preset("tiny");
-    into_other.output_dir = temp.path / "somebodys_folder";
+    into_other.output_dir = temp.path() / "somebodys_folder";
     fs::create_directories(into_other.output_dir);
     std::ofstream(into_other.output_dir / "thesis.tex") << "precious";
     CHECK_THROWS_WITH_AS(build_builtin_dataset(into_other), doctest::Contains("thesis.tex"),
@@ -426,7 +414,7 @@ TEST_CASE("bad input: missing or incomplete sources, too few photos, bad options
   }
 
   // Folders present but not marked complete (a fetch that died half-way).
-  config.sources_dir = temp.path / "sources";
+  config.sources_dir = temp.path() / "sources";
   fs::create_directories(config.sources_dir / "fashion-mnist");
   fs::create_directories(config.sources_dir / "backgrounds");
   try {
@@ -438,10 +426,10 @@ TEST_CASE("bad input: missing or incomplete sources, too few photos, bad options
     CHECK(message.find("incomplete") != std::string::npos);
   }
 
-  CHECK_THROWS_WITH_AS(load_fashion_mnist(temp.path / "sources" / "fashion-mnist", "train"),
+  CHECK_THROWS_WITH_AS(load_fashion_mnist(temp.path() / "sources" / "fashion-mnist", "train"),
                        doctest::Contains("train-images-idx3-ubyte"), std::runtime_error);
-  CHECK_THROWS_AS(load_fashion_mnist(temp.path, "validation"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(list_background_photos(temp.path / "none"), doctest::Contains("none"),
+  CHECK_THROWS_AS(load_fashion_mnist(temp.path(), "validation"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(list_background_photos(temp.path() / "none"), doctest::Contains("none"),
                        std::runtime_error);
   write_png((config.sources_dir / "backgrounds" / "a.png").string(), Image(20, 20, 128));
   write_png((config.sources_dir / "backgrounds" / "b.png").string(), Image(20, 20, 60));

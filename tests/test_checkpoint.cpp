@@ -8,21 +8,13 @@
 
 #include "engine/checkpoint.h"
 #include "engine/factory.h"
+#include "temp_dir.h"
 
 using namespace icd;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("icd_test_checkpoint_" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -54,7 +46,7 @@ NamedTensors sample_tensors() {
 }  // namespace
 
 TEST_CASE("round trip keeps names, order, dtypes, shapes, values and metadata") {
-  TempDir dir;
+  testing::TempDir dir("checkpoint");
   std::string path = dir.file("a.safetensors");
   NamedTensors tensors = sample_tensors();
   save_checkpoint(path, tensors, {{"step", "42"}, {"config", "{\"depth\": 18}"}});
@@ -81,7 +73,7 @@ TEST_CASE("round trip keeps names, order, dtypes, shapes, values and metadata") 
 }
 
 TEST_CASE("non-contiguous tensors are written row-major") {
-  TempDir dir;
+  testing::TempDir dir("checkpoint");
   Tensor t = arange(6, {DType::f64}).reshape({2, 3}).transpose(0, 1);
   save_checkpoint(dir.file("t.safetensors"), {{"t", t}});
   Tensor back = load_checkpoint(dir.file("t.safetensors")).at("t");
@@ -90,7 +82,7 @@ TEST_CASE("non-contiguous tensors are written row-major") {
 }
 
 TEST_CASE("a truncated file is rejected at every cut, naming the file") {
-  TempDir dir;
+  testing::TempDir dir("checkpoint");
   std::string good = dir.file("good.safetensors");
   save_checkpoint(good, sample_tensors());
   std::string bytes = read_bytes(good);
@@ -105,7 +97,7 @@ TEST_CASE("a truncated file is rejected at every cut, naming the file") {
 }
 
 TEST_CASE("corrupt headers, wrong dtypes and size mismatches are rejected") {
-  TempDir dir;
+  testing::TempDir dir("checkpoint");
   std::string good = dir.file("good.safetensors");
   save_checkpoint(good, {{"w", zeros({2, 2})}});
   std::string bytes = read_bytes(good);
@@ -136,13 +128,13 @@ TEST_CASE("corrupt headers, wrong dtypes and size mismatches are rejected") {
 }
 
 TEST_CASE("a failed save leaves the previous checkpoint intact and no temporary file") {
-  TempDir dir;
+  testing::TempDir dir("checkpoint");
   std::string path = dir.file("ckpt.safetensors");
   save_checkpoint(path, {{"w", ones({3})}});
   CHECK_THROWS_AS(save_checkpoint(path, {{"w", zeros({3})}, {"w", zeros({3})}}), std::invalid_argument);
   CHECK(load_checkpoint(path).at("w").to_vector<float>() == std::vector<float>{1, 1, 1});
   int files = 0;
-  for (const auto& entry : fs::directory_iterator(dir.path)) {
+  for (const auto& entry : fs::directory_iterator(dir.path())) {
     (void)entry;
     ++files;
   }

@@ -1,6 +1,8 @@
 // COCO bbox evaluator: the 10 pycocotools golden cases (tests/fixtures/cocoeval/README.md), a small case
 // computed by hand, the summary text, the JSON output, and bad input.
 #include <doctest/doctest.h>
+
+#include "temp_dir.h"
 #include <unistd.h>
 
 #include <cmath>
@@ -26,14 +28,10 @@ json read_json(const std::string& path) {
   return json::parse(in);
 }
 
-// A file under a per-process temporary folder, holding `text`.
+// A file holding `text` in this process's temporary folder (removed when the tests end).
 std::string write_temp_file(const std::string& name, const std::string& text) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("icd_test_coco_eval_" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
-  const auto path = dir / name;
-  std::ofstream(path) << text;
-  return path.string();
+  static const icd::testing::TempDir dir("coco_eval");
+  return dir.write_text(name, text);
 }
 
 CocoGroundTruth::Annotation annotation(int64_t id, int64_t image_id, int64_t category_id, BoxXYWH box,

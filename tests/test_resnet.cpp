@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "closed_form_weights.h"
 #include "engine/autograd.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
@@ -16,91 +17,10 @@ using namespace icd;
 
 namespace {
 
-// The closed-form weights of tools/make_resnet_fixtures.py (see its docstring).
-uint32_t fnv1a32(const std::string& text) {
-  uint32_t h = 0x811C9DC5u;
-  for (unsigned char c : text)
-    h = (h ^ c) * 0x01000193u;
-  return h;
-}
-
-uint64_t splitmix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-Tensor formula(const std::string& name, const Shape& shape, DType dtype) {
-  const int64_t n = shape_numel(shape);
-  const uint64_t base = static_cast<uint64_t>(fnv1a32(name)) << 32;
-  std::vector<double> v(n);
-  for (int64_t i = 0; i < n; ++i)
-    v[i] = static_cast<double>(splitmix64(base + static_cast<uint64_t>(i)) >> 11) * 0x1.0p-53 * 2.0 - 1.0;
-  const std::string leaf = name.substr(name.rfind('.') + 1);
-  double scale = 1, shift = 0;
-  if (name == "input" || name == "projection") {
-  } else if (leaf == "weight" && shape.size() >= 2) {
-    scale = std::sqrt(6.0 / static_cast<double>(n / shape[0]));
-  } else if (leaf == "weight") {
-    scale = 0.2, shift = 1;
-  } else if (leaf == "bias") {
-    scale = 0.05;
-  } else if (leaf == "running_mean") {
-    scale = 0.1;
-  } else if (leaf == "running_var") {
-    scale = 0.25, shift = 0.75;
-  } else {
-    throw std::runtime_error("no formula for " + name);
-  }
-  for (double& x : v)
-    x = shift + scale * x;
-  return from_vector(v, shape, {dtype});
-}
-
-// The same summary as the tool: sum, sum |x|, 64 values at evenly spaced flat indices.
-std::vector<double> summary(const Tensor& t) {
-  std::vector<double> flat = t.to_vector<double>();
-  double sum = 0, sum_abs = 0;
-  for (double x : flat)
-    sum += x, sum_abs += std::abs(x);
-  std::vector<double> out{sum, sum_abs};
-  const int64_t n = static_cast<int64_t>(flat.size());
-  for (int64_t k = 0; k < std::min<int64_t>(64, n); ++k) {
-    // numpy/torch linspace(0, n-1, 64).round(): round half to even
-    double position =
-        n >= 64 ? static_cast<double>(k) * static_cast<double>(n - 1) / 63.0 : static_cast<double>(k);
-    out.push_back(flat[static_cast<std::size_t>(std::nearbyint(position))]);
-  }
-  return out;
-}
-
-// Error of a summary against the reference: the sum relative to sum |x|, and the 64 sampled values
-// either element by element (relative to each value, with an absolute floor at 1e-3 of the mean
-// magnitude) or as one vector (||ours - ref|| / ||ref||).
-// f64 is held to the element-wise form. f32 is held to the vector form: a gradient element that is a
-// cancelling sum (a norm layer's bias gradient, say) keeps only a few f32 digits in any implementation;
-// torch's own f32 run of this fixture misses its f64 values by up to 4e-4 element-wise on such elements,
-// but by at most 1.5e-6 as vectors.
-enum class Metric { elementwise, vector };
-
-double summary_error(const std::vector<double>& ours, const Tensor& expected_summary, Metric metric) {
-  std::vector<double> ref = expected_summary.to_vector<double>();
-  REQUIRE(ours.size() == ref.size());
-  double worst = std::abs(ours[0] - ref[0]) / ref[1];
-  worst = std::max(worst, std::abs(ours[1] - ref[1]) / ref[1]);
-  if (metric == Metric::elementwise) {
-    const double floor = 1e-3 * ref[1] / 64.0;
-    for (std::size_t i = 2; i < ref.size(); ++i)
-      worst = std::max(worst, std::abs(ours[i] - ref[i]) / (std::abs(ref[i]) + floor));
-  } else {
-    double diff = 0, norm = 0;
-    for (std::size_t i = 2; i < ref.size(); ++i)
-      diff += (ours[i] - ref[i]) * (ours[i] - ref[i]), norm += ref[i] * ref[i];
-    worst = std::max(worst, std::sqrt(diff / norm));
-  }
-  return worst;
-}
+using testing::closed_form;
+using testing::summary;
+using testing::summary_error;
+using Metric = testing::SummaryMetric;
 
 void check_parity(int depth, DType dtype, double tolerance) {
   const Metric metric = dtype == DType::f64 ? Metric::elementwise : Metric::vector;
@@ -111,11 +31,11 @@ void check_parity(int depth, DType dtype, double tolerance) {
   net.to(dtype);
   NamedTensors state;
   for (const auto& [name, t] : net.state_dict())
-    state.emplace_back(name, name.ends_with("num_batches_tracked") ? t : formula(name, t.shape(), dtype));
+    state.emplace_back(name, name.ends_with("num_batches_tracked") ? t : closed_form(name, t.shape(), dtype));
   net.load_state_dict(state);
   net.eval();
   const int64_t size = c.params().at("size").get<int64_t>();
-  Tensor x = formula("input", {1, 3, size, size}, dtype);
+  Tensor x = closed_form("input", {1, 3, size, size}, dtype);
   x.set_requires_grad(true);
   ResNetOutput out = net.forward(x);
   Tensor logits_ref = c.tensor("logits");
@@ -134,7 +54,7 @@ void check_parity(int depth, DType dtype, double tolerance) {
   CHECK(summary_error(summary(out.c3), c.tensor("c3"), metric) < tolerance);
   CHECK(summary_error(summary(out.c4), c.tensor("c4"), metric) < tolerance);
   CHECK(summary_error(summary(out.c5), c.tensor("c5"), metric) < tolerance);
-  sum(mul(out.logits, formula("projection", out.logits.shape(), dtype))).backward();
+  sum(mul(out.logits, closed_form("projection", out.logits.shape(), dtype))).backward();
   CHECK(summary_error(summary(x.grad()), c.tensor("grad_input"), metric) < tolerance);
   int checked = 0;
   for (const auto& [name, p] : net.named_parameters()) {
