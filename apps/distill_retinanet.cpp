@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   std::string train_json, val_json;
   int64_t iterations = 0;
   int threads = omp_get_max_threads();
-  bool resume = false, no_inherit = false, no_imagenet = false;
+  bool resume = false, skip_bad_images = false, no_inherit = false, no_imagenet = false;
   app.add_option("--preset", preset_name, "tiny, default or large")->capture_default_str();
   app.add_option("--teacher", teacher_path, "teacher checkpoint (default: trained into runs/teacher-PRESET)");
   app.add_option("--methods", methods_text, "comma-separated: none (the baseline), icd, fitnet")
@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   app.add_option("--val-json", val_json, "COCO validation annotations");
   app.add_option("--iterations", iterations, "override the preset's iterations (teacher and students)");
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
+  app.add_flag("--skip-bad-images", skip_bad_images, "skip unreadable images with a warning instead of stopping");
   app.add_flag("--resume", resume, "continue interrupted runs from their checkpoints");
   app.add_flag("--no-inherit", no_inherit, "do not copy the teacher's FPN and head into the ICD student");
   app.add_flag("--no-imagenet", no_imagenet, "train the teacher's backbone from random weights");
@@ -130,6 +131,7 @@ int main(int argc, char** argv) {
         std::cout << "== training the teacher into " << teacher_run << "\n";
         TrainOptions options = preset.teacher_training;
         options.resume = resume;
+        options.skip_unreadable_images = skip_bad_images;
         run_teacher_training(preset, data, teacher_run, options, !no_imagenet);
       }
     }
@@ -154,6 +156,7 @@ int main(int argc, char** argv) {
         TrainOptions options = preset.student_training;
         options.seed = seed;
         options.resume = resume;
+        options.skip_unreadable_images = skip_bad_images;
         Generator gen(seed);
         RetinaNet student(preset.student, gen);
         std::unique_ptr<TrainingObjective> objective;

@@ -30,13 +30,14 @@ int main(int argc, char** argv) {
   std::string preset_name = "default", run_dir, train_json, val_json;
   int64_t iterations = 0;
   int threads = omp_get_max_threads();
-  bool resume = false, no_imagenet = false;
+  bool resume = false, skip_bad_images = false, no_imagenet = false;
   app.add_option("--preset", preset_name, "tiny, default or large")->capture_default_str();
   app.add_option("--run", run_dir, "run folder (default runs/teacher-PRESET)");
   app.add_option("--train-json", train_json, "COCO training annotations (default: the built-in dataset)");
   app.add_option("--val-json", val_json, "COCO validation annotations");
   app.add_option("--iterations", iterations, "override the preset's iteration count");
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
+  app.add_flag("--skip-bad-images", skip_bad_images, "skip unreadable images with a warning instead of stopping");
   app.add_flag("--resume", resume, "continue from the run folder's checkpoint");
   app.add_flag("--no-imagenet", no_imagenet, "start the backbone from random weights");
   CLI11_PARSE(app, argc, argv);
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
     TrainOptions options = preset.teacher_training;
     if (iterations > 0) options.iterations = iterations;
     options.resume = resume;
+    options.skip_unreadable_images = skip_bad_images;
     CocoEvalResult result = run_teacher_training(preset, data, run_dir, options, !no_imagenet);
     print_coco_summary(std::cout, result);
     std::cout << "teacher checkpoint: " << run_dir << "/checkpoint.safetensors\n";

@@ -77,6 +77,17 @@ TEST_CASE("ResNet-50 matches torchvision in f64 and f32") {
   check_parity(50, DType::f32, 1e-4);
 }
 
+TEST_CASE("ResNet-18/34/50/101 have torchvision's parameter counts") {
+  // torchvision.models.resnetXX(): sum(p.numel() for p in model.parameters())
+  const std::pair<int, int64_t> expected[] = {{18, 11689512}, {34, 21797672}, {50, 25557032}, {101, 44549160}};
+  for (auto [depth, count] : expected) {
+    Generator gen(0);
+    ResNet net(ResNetConfig{.depth = depth}, gen);
+    INFO("ResNet-" << depth);
+    CHECK(net.parameter_count() == count);
+  }
+}
+
 TEST_CASE("torchvision parameter names, stage channels and output strides") {
   Generator gen(1);
   ResNet r50(ResNetConfig{.depth = 50, .num_classes = 10}, gen);

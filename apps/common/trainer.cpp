@@ -104,6 +104,7 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
                              .shuffle = true,
                              .drop_last = true,
                              .only_images_with_targets = true,
+                             .skip_unreadable_images = options.skip_unreadable_images,
                              .seed = options.seed,
                              .transform = options.transform};
   DetectionLoader loader(train_set, loader_config);
@@ -200,6 +201,9 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
       save(iteration + 1);
   }
   progress.finish();
+  if (const LoaderStats stats = loader.stats(); stats.images_skipped > 0)
+    std::cout << "skipped " << stats.images_skipped << " unreadable image(s) (" << stats.skipped_images.size()
+              << " distinct)\n";
   return {options.iterations - start, progress.seconds_elapsed()};
 }
 

@@ -44,6 +44,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   TransformConfig transform = TransformConfig::train();
   bool resume = false;  // continue from the run folder's last checkpoint, if there is one
+  bool skip_unreadable_images = false;  // warn, count and go on instead of stopping at a corrupt image
 };
 
 struct TrainResult {
