@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "datasets/image_io.h"
+#include "engine/atomic_file.h"
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
 #include "engine/factory.h"
@@ -216,16 +217,7 @@ std::vector<Prediction> top_k(const Tensor& probabilities, int k) {
 
 void write_json_atomically(const json& value, const fs::path& path) {
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
-  fs::path temporary = path;
-  temporary += ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) fail("cannot write " + temporary.string());
-    out << value.dump(1) << '\n';
-    out.flush();
-    if (!out) fail("failed writing " + temporary.string());
-  }
-  fs::rename(temporary, path);
+  write_file_atomically(path.string(), value.dump(1) + "\n");
 }
 
 struct Options {

@@ -1,7 +1,7 @@
 // COCO detection data: reading, validating, writing, and the training view (contract in coco_dataset.h).
 #include "datasets/coco_dataset.h"
 
-#include <unistd.h>
+#include "engine/atomic_file.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 #include <unordered_set>
 
 namespace icd {
@@ -98,28 +97,6 @@ json read_json_file(const std::string& path) {
     return json::parse(in);
   } catch (const json::parse_error& e) {
     fail(path, std::string("malformed JSON (") + e.what() + ")");
-  }
-}
-
-void write_text_atomically(const std::string& path, const std::string& text) {
-  std::ostringstream temp_name;
-  temp_name << path << ".tmp" << ::getpid() << "-" << std::this_thread::get_id();
-  const std::string temp = temp_name.str();
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(path, "cannot create " + temp + " (does the folder exist?)");
-    out << text;
-    out.close();
-    if (!out) {
-      std::filesystem::remove(temp);
-      fail(path, "writing " + temp + " failed (disk full?)");
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temp, path, error);
-  if (error) {
-    std::filesystem::remove(temp);
-    fail(path, "cannot rename " + temp + " to it: " + error.message());
   }
 }
 
@@ -245,7 +222,7 @@ json coco_data_to_json(const CocoData& data) {
 
 void write_coco_data(const std::string& path, const CocoData& data) {
   validate_coco_data(data, path + " (not written)");
-  write_text_atomically(path, coco_data_to_json(data).dump() + "\n");
+  write_file_atomically(path, coco_data_to_json(data).dump() + "\n");
 }
 
 CocoGroundTruth to_coco_ground_truth(const CocoData& data, const std::string& source) {
@@ -439,7 +416,7 @@ json coco_detections_to_json(const CocoDetections& detections) {
 }
 
 void write_coco_detections(const std::string& path, const CocoDetections& detections) {
-  write_text_atomically(path, coco_detections_to_json(detections).dump() + "\n");
+  write_file_atomically(path, coco_detections_to_json(detections).dump() + "\n");
 }
 
 }  // namespace icd

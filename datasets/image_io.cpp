@@ -12,6 +12,8 @@
 //   worker threads may decode at the same time.
 #include "datasets/image_io.h"
 
+#include "engine/atomic_file.h"
+
 #include <algorithm>
 #include <cctype>
 #include <climits>
@@ -20,9 +22,6 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
-#include <thread>
-
-#include <unistd.h>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wall"
@@ -173,33 +172,19 @@ void append_bytes(void* context, void* data, int size) {
   out->insert(out->end(), bytes, bytes + size);
 }
 
-// Writes to a temporary file in the same folder, then renames it over the target.
-void write_file_atomically(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ostringstream suffix;
-  suffix << ".tmp" << ::getpid() << "-" << std::this_thread::get_id();
-  const std::string temp = path + suffix.str();
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(path, "cannot create " + temp + " (does the folder exist?)");
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) {
-      std::filesystem::remove(temp);
-      fail(path, "writing " + temp + " failed (disk full?)");
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temp, path, error);
-  if (error) {
-    std::filesystem::remove(temp);
-    fail(path, "cannot rename " + temp + " to it: " + error.message());
-  }
-}
-
 std::string lower_extension(const std::string& path) {
   std::string ext = std::filesystem::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   return ext;
+}
+
+// Failures become ImageError, the error type of every image function.
+void write_bytes_atomically(const std::string& path, const std::vector<uint8_t>& bytes) {
+  try {
+    write_file_atomically(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  } catch (const std::runtime_error& e) {
+    throw ImageError(e.what());
+  }
 }
 
 }  // namespace
@@ -282,7 +267,7 @@ void write_png(const std::string& path, const Image& image) {
                               image.width * 3)) {
     fail(path, "stb_image_write could not encode the PNG");
   }
-  write_file_atomically(path, bytes);
+  write_bytes_atomically(path, bytes);
 }
 
 void write_jpeg(const std::string& path, const Image& image, int quality) {
@@ -294,7 +279,7 @@ void write_jpeg(const std::string& path, const Image& image, int quality) {
                               quality)) {
     fail(path, "stb_image_write could not encode the JPEG");
   }
-  write_file_atomically(path, bytes);
+  write_bytes_atomically(path, bytes);
 }
 
 void write_image(const std::string& path, const Image& image) {

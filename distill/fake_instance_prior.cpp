@@ -1,5 +1,7 @@
 #include "distill/fake_instance_prior.h"
 
+#include "engine/atomic_file.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -125,16 +127,7 @@ std::string FakeInstancePrior::to_json() const {
 }
 
 void FakeInstancePrior::save(const std::string& path) const {
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp);
-    if (!out)
-      throw std::runtime_error(path + ": cannot write the fake-instance prior (opening " + temp + ")");
-    out << to_json() << "\n";
-    if (!out.flush()) throw std::runtime_error(path + ": writing " + temp + " failed");
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0)
-    throw std::runtime_error(path + ": cannot rename " + temp + " into place");
+  write_file_atomically(path, to_json() + "\n");
 }
 
 FakeInstancePrior FakeInstancePrior::from_annotations(const std::vector<ImageInstances>& images,

@@ -1,8 +1,5 @@
 #include "engine/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -11,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "engine/atomic_file.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
 
@@ -40,23 +38,6 @@ DType parse_dtype(const std::string& name, const std::string& context) {
   for (DType d : {DType::f32, DType::f64, DType::i64, DType::f16, DType::bf16})
     if (name == safetensors_dtype(d)) return d;
   throw std::runtime_error(context + ": unsupported dtype \"" + name + "\"");
-}
-
-[[noreturn]] void fail_io(const std::string& what, const std::string& path) {
-  throw std::runtime_error(what + " " + path + ": " + std::strerror(errno));
-}
-
-void write_all(int fd, const void* data, std::size_t n, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t written = ::write(fd, p, n);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      fail_io("cannot write", path);
-    }
-    p += written;
-    n -= static_cast<std::size_t>(written);
-  }
 }
 
 }  // namespace
@@ -100,39 +81,15 @@ void save_checkpoint(const std::string& path, const NamedTensors& tensors,
   text.append((8 - text.size() % 8) % 8, ' ');  // align the data block to 8 bytes
   const uint64_t header_len = text.size();
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail_io("cannot create", tmp);
-  try {
-    unsigned char len_bytes[8];
-    for (int i = 0; i < 8; ++i)
-      len_bytes[i] = static_cast<unsigned char>(header_len >> (8 * i));
-    write_all(fd, len_bytes, 8, tmp);
-    write_all(fd, text.data(), text.size(), tmp);
-    for (const Tensor& c : contiguous)
-      write_all(fd, c.raw_data(), c.numel() * dtype_size(c.dtype()), tmp);
-    if (::fsync(fd) != 0) fail_io("cannot fsync", tmp);
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    fail_io("cannot close", tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    fail_io("cannot rename " + tmp + " to", path);
-  }
-  // Make the rename itself durable.
-  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-  if (dir.empty()) dir = "/";
-  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  AtomicFileWriter file(path);
+  unsigned char len_bytes[8];
+  for (int i = 0; i < 8; ++i)
+    len_bytes[i] = static_cast<unsigned char>(header_len >> (8 * i));
+  file.write(len_bytes, 8);
+  file.write(text.data(), text.size());
+  for (const Tensor& c : contiguous)
+    file.write(c.raw_data(), c.numel() * dtype_size(c.dtype()));
+  file.commit();
 }
 
 Checkpoint load_checkpoint(const std::string& path) {

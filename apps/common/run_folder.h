@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "engine/atomic_file.h"
+
 namespace icd::app {
 
 class RunFolder {
@@ -27,8 +29,5 @@ class RunFolder {
   std::string path_;
   std::ofstream metrics_;
 };
-
-// Writes `text` to `path` through a temporary file and a rename, so readers never see half a file.
-void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace icd::app
