@@ -84,6 +84,9 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
   } else {
     throw std::invalid_argument("unknown preset \"" + name + "\" (tiny, default, large)");
   }
+  // detectron2's learning rate, 0.01, is for 16 images per iteration; smaller batches scale it linearly
+  // (spec/icd.md section 10.13). 0.01 at batch 4 diverged within 150 iterations.
+  for (TrainOptions* t : {&p.teacher_training, &p.student_training}) t->lr = 0.01 * t->batch_size / 16.0;
   p.teacher = teacher_config(num_classes, fpn, head_convs);
   p.student = student_config(num_classes, fpn, head_convs);
   p.teacher_training.transform = transforms(train_sizes, test_size, max_long, true);
