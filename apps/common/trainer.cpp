@@ -6,6 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "apps/common/plot.h"
 #include "apps/common/progress.h"
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
@@ -157,6 +158,7 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
 
   ProgressLine progress("train " + run.path(), options.iterations, options.batch_size, start);
   int64_t epoch = start / batches_per_epoch;
+  std::vector<std::string> loss_names{"loss"};  // the plotted series
   loader.start_epoch(epoch, start % batches_per_epoch);
   for (int64_t iteration = start; iteration < options.iterations; ++iteration) {
     std::optional<DetectionBatch> batch = loader.next();
@@ -170,6 +172,9 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
     optimizer.zero_grad();
 
     NamedLosses losses = objective.losses(model, training_batch(*batch), iteration);
+    if (loss_names.size() == 1)
+      for (const auto& [name, loss] : losses)
+        loss_names.push_back(name);
     Tensor total;
     std::vector<std::pair<std::string, double>> values;
     for (const auto& [name, loss] : losses) {
@@ -201,6 +206,8 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
       save(iteration + 1);
   }
   progress.finish();
+  plot_metrics(run.read_metrics(), loss_names, "training losses (moving average of 10 steps)",
+               run.file("losses.png"));
   if (const LoaderStats stats = loader.stats(); stats.images_skipped > 0)
     std::cout << "skipped " << stats.images_skipped << " unreadable image(s) (" << stats.skipped_images.size()
               << " distinct)\n";
