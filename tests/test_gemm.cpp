@@ -118,9 +118,11 @@ constexpr int64_t MR = sgemm::kMR, NR = sgemm::kNR, KC = sgemm::kKC, MC = sgemm:
 }  // namespace
 
 TEST_CASE("gemm f32: tiny and prime shapes, all transposes, padded leading dimensions") {
+  // Row counts cover every remainder modulo MR and column counts both halves of NR (edge tiles).
   std::mt19937 rng(1);
   const std::vector<std::vector<int64_t>> shapes = {{1, 1, 1},   {1, 7, 3},    {5, 1, 9},  {2, 3, 1},
-                                                    {7, 13, 17}, {11, 29, 31}, {3, 37, 2}, {41, 5, 43}};
+                                                    {7, 13, 17}, {11, 29, 31}, {3, 37, 2}, {41, 5, 43},
+                                                    {4, 8, 5},   {10, 24, 9},  {9, 9, 3},  {16, 40, 11}};
   for (const auto& s : shapes)
     for (int combo = 0; combo < 4; ++combo)
       for (int64_t pad : {0, 3})

@@ -1,10 +1,15 @@
 // The whole RetinaNet against torchvision 0.14 (tests/fixtures/retinanet_model.json from
 // tools/make_retinanet_model_fixtures.py): torchvision_retinanet_config(18, 5) with a 64-channel pyramid,
-// the same closed-form weights on both sides (tests/closed_form_weights.h), two padded images with
-// ground truth. Checked in f64 (1e-9) and f32 (1e-4): the state-dict names and shapes and which
-// parameters are frozen, the anchors, the head outputs (whole and per level), the focal and box losses
-// and the number of foreground anchors, the gradient of their sum w.r.t. every trainable parameter, and
-// the postprocessed detections (labels exactly, in order).
+// the same closed-form weights on both sides (tests/closed_form_weights.h), two padded 128 x 256 images
+// with ground truth. Checked: the state-dict names and shapes and which parameters are frozen, the
+// anchors, the head outputs (whole and per level), the focal and box losses and the number of foreground
+// anchors, the gradient of their sum w.r.t. every trainable parameter, and the postprocessed detections
+// (labels exactly and in order, boxes and scores) after clipping and rescaling to the original sizes.
+//
+// Tolerances: f64 1e-9, f32 1e-4 (measured on this machine: at most 1e-10 in f64, at most 8e-6 in f32).
+// Large tensors are compared through summaries; f32 gradients in the vector form (closed_form_weights.h).
+// The reference is torch's f64 run: torch's own f32 run is further off than ours on the P6/P7 gradients
+// (~1e-3), because its focal loss computes 1 - p_t by cancellation for background anchors at p ~ 1e-5.
 #include <doctest/doctest.h>
 
 #include <map>
@@ -26,7 +31,10 @@ using testing::SummaryMetric;
 
 namespace {
 
-// The tool's head_output_formula: the closed form, with the head's output convolutions rescaled.
+// The tool's model_weight: the closed form, the head's output convolutions rescaled, and the per-channel
+// bias nudges that keep every ReLU input at least 1e-4 standard deviations away from its kink (see
+// nudge_kinks in the tool: a mask that f32 rounding flips would move the gradients of every earlier
+// layer by ~1e-3 in any implementation).
 Tensor model_weight(const std::string& name, const Shape& shape, DType dtype, const nlohmann::json& params) {
   Tensor value = closed_form(name, shape, DType::f64);
   if (name.ends_with("cls_logits.weight"))
@@ -35,7 +43,11 @@ Tensor model_weight(const std::string& name, const Shape& shape, DType dtype, co
     value = mul(value, params.at("bbox_reg_weight_scale").get<double>());
   else if (name.ends_with("cls_logits.bias"))
     value = add(value, params.at("cls_logits_bias_shift").get<double>());
-  return value.to(dtype);
+  std::vector<double> values = value.to_vector<double>();
+  for (const auto& nudge : params.at("kink_nudges"))
+    if (nudge.at(0).get<std::string>() == name)
+      values.at(nudge.at(1).get<std::size_t>()) += nudge.at(2).get<double>();
+  return from_vector(values, shape, {dtype});
 }
 
 void check_parity(DType dtype, double tolerance) {
@@ -117,7 +129,6 @@ void check_parity(DType dtype, double tolerance) {
       continue;
     }
     REQUIRE(t.grad().defined());
-    MESSAGE(name << " " << summary_error(summary(t.grad()), c.tensor("grad." + name), metric));
     CHECK(summary_error(summary(t.grad()), c.tensor("grad." + name), metric) < tolerance);
     ++checked;
   }
