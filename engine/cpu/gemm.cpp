@@ -29,6 +29,7 @@
 #include <type_traits>
 
 #include "engine/cpu/sgemm_kernel.h"
+#include "engine/cpu/sgemm_pack.h"
 
 namespace icd::cpu {
 namespace {
@@ -83,6 +84,7 @@ using sgemm::kMC;
 using sgemm::kMR;
 using sgemm::kNC;
 using sgemm::kNR;
+using sgemm::Operand;
 
 // Multiply-adds below which the product runs on one thread: waking the others would cost more than it
 // saves.
@@ -107,12 +109,6 @@ Range part(int64_t total, int64_t parts, int64_t k) {
   return {total * k / parts, total * (k + 1) / parts};
 }
 
-// op(X): element (r, c) is data[r * row_stride + c * col_stride].
-struct Operand {
-  const float* data;
-  int64_t row_stride, col_stride;
-};
-
 // A growable, 64-byte aligned float buffer, one per thread (the packed blocks), kept between calls.
 class AlignedBuffer {
  public:
@@ -134,77 +130,8 @@ class AlignedBuffer {
   int64_t capacity_ = 0;
 };
 
-// Packs the block rows [m0, m0 + mc) x columns [k0, k0 + kc) of op(A) into ceil(mc / MR) panels: panel p
-// holds rows m0 + p MR .. + MR as kc columns of MR values (dst + p MR kc), rows past the
-// block zero.
-void pack_a(const Operand& a, int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
-  for (int64_t p = 0; p < ceil_div(mc, kMR); ++p) {
-    const int64_t rows = std::min(kMR, mc - p * kMR);
-    const float* src = a.data + (m0 + p * kMR) * a.row_stride + k0 * a.col_stride;
-    float* out = dst + p * kMR * kc;
-    if (a.col_stride == 1 && rows == kMR) {  // rows of op(A) are contiguous: interleave six of them
-      const float* r0 = src;
-      const float* r1 = r0 + a.row_stride;
-      const float* r2 = r1 + a.row_stride;
-      const float* r3 = r2 + a.row_stride;
-      const float* r4 = r3 + a.row_stride;
-      const float* r5 = r4 + a.row_stride;
-      for (int64_t k = 0; k < kc; ++k, out += kMR) {
-        out[0] = r0[k];
-        out[1] = r1[k];
-        out[2] = r2[k];
-        out[3] = r3[k];
-        out[4] = r4[k];
-        out[5] = r5[k];
-      }
-    } else if (a.col_stride == 1) {
-      for (int64_t k = 0; k < kc; ++k, out += kMR)
-        for (int64_t i = 0; i < kMR; ++i)
-          out[i] = i < rows ? src[i * a.row_stride + k] : 0.0f;
-    } else {  // columns of op(A) are contiguous (a transposed A): copy MR values per column
-      for (int64_t k = 0; k < kc; ++k, out += kMR) {
-        const float* column = src + k * a.col_stride;
-        for (int64_t i = 0; i < kMR; ++i)
-          out[i] = i < rows ? column[i * a.row_stride] : 0.0f;
-      }
-    }
-  }
-}
-
-// Packs the block rows [k0, k0 + kc) x columns [n0, n0 + nc) of op(B) into ceil(nc / NR) panels: panel p
-// holds columns n0 + p NR .. + NR as kc rows of NR values (dst + p NR kc), columns past
-// the block zero.
-void pack_b(const Operand& b, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* dst) {
-  for (int64_t p = 0; p < ceil_div(nc, kNR); ++p) {
-    const int64_t cols = std::min(kNR, nc - p * kNR);
-    const float* src = b.data + k0 * b.row_stride + (n0 + p * kNR) * b.col_stride;
-    float* out = dst + p * kNR * kc;
-    if (b.col_stride == 1) {  // rows of op(B) are contiguous: copy NR values per row
-      if (cols == kNR) {
-        for (int64_t k = 0; k < kc; ++k)
-          std::copy_n(src + k * b.row_stride, kNR, out + k * kNR);
-      } else {
-        for (int64_t k = 0; k < kc; ++k) {
-          std::copy_n(src + k * b.row_stride, cols, out + k * kNR);
-          std::fill(out + k * kNR + cols, out + (k + 1) * kNR, 0.0f);
-        }
-      }
-    } else {  // columns of op(B) are contiguous (a transposed B): scatter each into the panel
-      for (int64_t j = 0; j < kNR; ++j) {
-        const float* column = src + j * b.col_stride;
-        if (j < cols)
-          for (int64_t k = 0; k < kc; ++k)
-            out[k * kNR + j] = column[k * b.row_stride];
-        else
-          for (int64_t k = 0; k < kc; ++k)
-            out[k * kNR + j] = 0.0f;
-      }
-    }
-  }
-}
-
 // One micro-tile of C: the full kernel straight into C, or for a partial tile at the bottom or right
-// edge, the kernel into a local tile of which only the m x n valid part is merged into C.
+// edge, the edge kernel into a local tile of which only the m x n valid part is merged into C.
 void micro_tile(int64_t kc, const float* a_panel, const float* b_panel, int64_t m, int64_t n, float alpha,
                 float beta, float* c, int64_t ldc) {
   if (m == kMR && n == kNR) {
@@ -212,7 +139,7 @@ void micro_tile(int64_t kc, const float* a_panel, const float* b_panel, int64_t 
     return;
   }
   alignas(64) float tile[kMR * kNR];
-  sgemm::kernel_6x16(kc, a_panel, b_panel, tile, kNR, alpha, 0.0f);
+  sgemm::kernel_edge(kc, a_panel, b_panel, m, n, alpha, tile);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       float& out = c[i * ldc + j];
@@ -225,17 +152,17 @@ void blocked_sgemm_serial(const Operand& a, const Operand& b, int64_t M, int64_t
                           float beta, float* C, int64_t ldc) {
   thread_local AlignedBuffer a_buffer, b_buffer;
   const int64_t kc = block_size(K, kKC, 1), mc = block_size(M, kMC, kMR), nc = block_size(N, kNC, kNR);
-  float* packed_a = a_buffer.get(mc * kc);
+  float* packed_a = a_buffer.get(mc * kc + sgemm::kPackSlack);
   float* packed_b = b_buffer.get(nc * kc);
   for (int64_t jc = 0; jc < N; jc += nc) {
     const int64_t n_block = std::min(nc, N - jc), b_panels = ceil_div(n_block, kNR);
     for (int64_t pc = 0; pc < K; pc += kc) {
       const int64_t k_block = std::min(kc, K - pc);
       const float beta_block = pc == 0 ? beta : 1.0f;
-      pack_b(b, pc, k_block, jc, n_block, packed_b);
+      sgemm::pack_b(b, pc, k_block, jc, n_block, packed_b);
       for (int64_t ic = 0; ic < M; ic += mc) {
         const int64_t m_block = std::min(mc, M - ic), a_panels = ceil_div(m_block, kMR);
-        pack_a(a, ic, m_block, pc, k_block, packed_a);
+        sgemm::pack_a(a, ic, m_block, pc, k_block, packed_a);
         for (int64_t j = 0; j < b_panels; ++j) {
           const int64_t n = std::min(kNR, n_block - j * kNR);
           for (int64_t i = 0; i < a_panels; ++i) {
@@ -284,15 +211,16 @@ void blocked_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   const int64_t threads =
       M * N * K >= kParallelMultiplyAdds && !omp_in_parallel() ? omp_get_max_threads() : 1;
   const ThreadGrid grid = thread_grid(M, N, K, threads);
-  if (grid.row_parts * grid.col_parts <= 1) {
+  if (grid.row_parts * grid.col_parts == 1) {
     blocked_sgemm_serial(a, b, M, N, K, alpha, beta, C, ldc);
     return;
   }
   // Each thread owns a sub-block of C, cut on tile boundaries, and runs the serial product on it with its
   // own packed blocks: no barriers, so a thread that the OS preempts delays only its own share.
   const int64_t row_tiles = ceil_div(M, kMR), col_tiles = ceil_div(N, kNR);
-#pragma omp parallel for schedule(static) num_threads(grid.row_parts* grid.col_parts)
-  for (int64_t t = 0; t < grid.row_parts * grid.col_parts; ++t) {
+  const int64_t parts = grid.row_parts * grid.col_parts;
+#pragma omp parallel for schedule(static) num_threads(parts)
+  for (int64_t t = 0; t < parts; ++t) {
     const Range row_range = part(row_tiles, grid.row_parts, t / grid.col_parts);
     const Range col_range = part(col_tiles, grid.col_parts, t % grid.col_parts);
     const int64_t m0 = row_range.begin * kMR, m1 = std::min(M, row_range.end * kMR);

@@ -70,6 +70,93 @@ void kernel_6x16(int64_t kc, const float* a_panel, const float* b_panel, float* 
   store_row(c + 5 * ldc, c50, c51);
 }
 
+namespace {
+
+// kernel_edge for a Rows x (8 Halves) tile. Each row i has two accumulators, x_i and y_i:
+//   Halves = 2: x_i holds columns 0-7 and y_i columns 8-15, one step of k at a time (as kernel_6x16);
+//   Halves = 1: x_i and y_i both hold columns 0-7, x_i for even k and y_i for odd k, added at the end.
+//               One chain per row would leave the FMA pipes idle (4 cycles of latency, fewer than 8
+//               chains); two independent chains per row keep them busy.
+// The accumulators are named variables, not an array, so that they stay in registers.
+template <int Rows, int Halves>
+void edge_tile(int64_t kc, const float* a, const float* b, float alpha, float* tile) {
+  static_assert(Rows >= 1 && Rows <= kMR && (Halves == 1 || Halves == 2));
+  constexpr int64_t k_step = Halves == 2 ? 1 : 2;
+  constexpr int64_t y_a = Halves == 2 ? 0 : kMR;  // y's A values and B row, relative to x's
+  constexpr int64_t y_b = Halves == 2 ? 8 : kNR;
+  __m256 x0 = _mm256_setzero_ps(), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0;
+  __m256 y0 = x0, y1 = x0, y2 = x0, y3 = x0, y4 = x0, y5 = x0;
+// Adds A column a_k times B row b_k into the accumulators acc0 .. acc5 of the tile's rows.
+#define ICD_EDGE_ROW(i, acc, a_k, b_k) \
+  if constexpr (Rows > i) acc##i = _mm256_fmadd_ps(_mm256_broadcast_ss((a_k) + i), b_k, acc##i)
+#define ICD_EDGE_ROWS(acc, a_k, b_k) \
+  do {                               \
+    ICD_EDGE_ROW(0, acc, a_k, b_k);  \
+    ICD_EDGE_ROW(1, acc, a_k, b_k);  \
+    ICD_EDGE_ROW(2, acc, a_k, b_k);  \
+    ICD_EDGE_ROW(3, acc, a_k, b_k);  \
+    ICD_EDGE_ROW(4, acc, a_k, b_k);  \
+    ICD_EDGE_ROW(5, acc, a_k, b_k);  \
+  } while (false)
+  int64_t k = 0;
+  for (; k + k_step <= kc; k += k_step) {
+    const float* a_k = a + k * kMR;
+    const float* b_k = b + k * kNR;
+    __m256 bx = _mm256_load_ps(b_k), by = _mm256_load_ps(b_k + y_b);
+    // Keeps the B vectors in registers: GCC would otherwise fold a load of them into every FMA, and
+    // the loads, not the FMAs, would set the pace.
+    asm("" : "+x"(bx), "+x"(by));
+    ICD_EDGE_ROWS(x, a_k, bx);
+    ICD_EDGE_ROWS(y, a_k + y_a, by);
+  }
+  if (k < kc) {  // Halves = 1 with kc odd: the last step has no odd partner
+    const __m256 bx = _mm256_load_ps(b + k * kNR);
+    ICD_EDGE_ROWS(x, a + k * kMR, bx);
+  }
+#undef ICD_EDGE_ROWS
+#undef ICD_EDGE_ROW
+  const __m256 valpha = _mm256_set1_ps(alpha);
+  const __m256 xs[kMR] = {x0, x1, x2, x3, x4, x5}, ys[kMR] = {y0, y1, y2, y3, y4, y5};
+  for (int i = 0; i < Rows; ++i) {
+    if constexpr (Halves == 2) {
+      _mm256_store_ps(tile + i * kNR, _mm256_mul_ps(valpha, xs[i]));
+      _mm256_store_ps(tile + i * kNR + 8, _mm256_mul_ps(valpha, ys[i]));
+    } else {
+      _mm256_store_ps(tile + i * kNR, _mm256_mul_ps(valpha, _mm256_add_ps(xs[i], ys[i])));
+    }
+  }
+}
+
+template <int Halves>
+void edge_tile_rows(int64_t kc, const float* a, const float* b, int64_t rows, float alpha, float* tile) {
+  switch (rows) {
+    case 1:
+      return edge_tile<1, Halves>(kc, a, b, alpha, tile);
+    case 2:
+      return edge_tile<2, Halves>(kc, a, b, alpha, tile);
+    case 3:
+      return edge_tile<3, Halves>(kc, a, b, alpha, tile);
+    case 4:
+      return edge_tile<4, Halves>(kc, a, b, alpha, tile);
+    case 5:
+      return edge_tile<5, Halves>(kc, a, b, alpha, tile);
+    default:  // all kMR rows: kernel_edge sends only tiles of one half here
+      return edge_tile<kMR, 1>(kc, a, b, alpha, tile);
+  }
+}
+
+}  // namespace
+
+void kernel_edge(int64_t kc, const float* a_panel, const float* b_panel, int64_t rows, int64_t cols,
+                 float alpha, float* tile) {
+  if (cols <= 8)
+    edge_tile_rows<1>(kc, a_panel, b_panel, rows, alpha, tile);
+  else if (rows < kMR)
+    edge_tile_rows<2>(kc, a_panel, b_panel, rows, alpha, tile);
+  else  // all rows, 9 to 15 columns: the full kernel (written so that its 12 accumulators stay in registers)
+    kernel_6x16(kc, a_panel, b_panel, tile, kNR, alpha, 0.0f);
+}
+
 }  // namespace icd::cpu::sgemm
 
 #endif  // __AVX2__ && __FMA__
