@@ -42,6 +42,12 @@ Tensor FixtureCase::tensor(const std::string& key, DType dtype) const {
   return from_vector(data, shape, {dtype});
 }
 
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (double v : t.to_vector<double>()) m = std::max(m, std::abs(v));
+  return m;
+}
+
 double max_relative_error(const Tensor& actual, const Tensor& expected, double atol_scale) {
   if (actual.shape() != expected.shape())
     throw std::runtime_error("shape mismatch: " + shape_str(actual.shape()) + " vs expected " +

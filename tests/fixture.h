@@ -33,6 +33,9 @@ class Fixture {
   nlohmann::json json_;
 };
 
+// Largest |x| over all elements: the scale of a tensor for comparisons relative to its largest value.
+double max_abs(const Tensor& t);
+
 // Largest |a - b| / (atol_scale + |b|) over all elements, after checking shapes match (a: ours, b: expected).
 double max_relative_error(const Tensor& actual, const Tensor& expected, double atol_scale = 1e-6);
 

@@ -18,6 +18,7 @@
 #include "gradcheck.h"
 
 using namespace icd;
+using icd::testing::max_abs;
 using icd::testing::f64;
 using icd::testing::max_relative_error;
 using icd::testing::random_leaf;
@@ -38,12 +39,6 @@ Conv2dOptions options_from(const nlohmann::json& p) {
   return o;
 }
 
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (double v : t.to_vector<double>())
-    m = std::max(m, std::abs(v));
-  return m;
-}
 
 // The error relative to the tensor's own scale (its largest magnitude): an output that is a sum of terms
 // of size ~1 cancelling to ~0 carries the rounding of the terms, not of the result. For f32 results, and

@@ -30,6 +30,7 @@
 #include "temp_dir.h"
 
 using namespace icd;
+using icd::testing::max_abs;
 using icd::testing::random_leaf;
 using Inputs = std::vector<Tensor>;
 
@@ -138,12 +139,6 @@ IcdConfig pipeline_config(const testing::FixtureCase& c) {
   return config;
 }
 
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (double v : t.to_vector<double>())
-    m = std::max(m, std::abs(v));
-  return m;
-}
 
 // Gradient parity. A gradient that is zero analytically (the key-side bias pos_proj.bias: adding the same
 // vector to every key shifts each query's logits by a constant, which softmax ignores) is rounding noise on

@@ -18,6 +18,7 @@
 #include "gradcheck.h"
 
 using namespace icd;
+using icd::testing::max_abs;
 using icd::testing::f64;
 using icd::testing::max_relative_error;
 using icd::testing::random_leaf;
@@ -26,12 +27,6 @@ using Inputs = std::vector<Tensor>;
 namespace {
 
 
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (double v : t.to_vector<double>())
-    m = std::max(m, std::abs(v));
-  return m;
-}
 
 // f64 results must match torch's to 1e-10 relative per element. f32 results are measured against the
 // tensor's largest magnitude: a gradient element that cancels to ~0 from terms of size ~1 carries the

@@ -17,6 +17,7 @@
 #include "gradcheck.h"
 
 using namespace icd;
+using icd::testing::max_abs;
 using icd::testing::f64;
 using icd::testing::max_relative_error;
 using icd::testing::random_leaf;
@@ -25,12 +26,6 @@ using Inputs = std::vector<Tensor>;
 namespace {
 
 
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (double v : t.to_vector<double>())
-    m = std::max(m, std::abs(v));
-  return m;
-}
 
 void check_near(const std::vector<double>& got, const std::vector<double>& want) {
   REQUIRE(got.size() == want.size());

@@ -16,7 +16,6 @@
 
 namespace icd {
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 class Optimizer {
  public:
