@@ -24,6 +24,7 @@
 #include <iostream>
 #include <map>
 
+#include "apps/common/attention_pictures.h"
 #include "apps/common/experiment.h"
 #include "apps/common/progress.h"
 #include "apps/common/run_folder.h"
@@ -61,18 +62,26 @@ std::optional<CocoEvalResult> read_eval(const std::string& path) {
   return r;
 }
 
-void print_row(const std::string& name, const std::array<double, 6>& values,
-               const std::array<double, 6>* spread) {
-  std::printf("%-22s", name.c_str());
+// printf into a string (the table goes to the terminal and to a file).
+template <typename... Args>
+void append(std::string& out, const char* format, Args... args) {
+  char buffer[256];
+  std::snprintf(buffer, sizeof buffer, format, args...);
+  out += buffer;
+}
+
+void append_row(std::string& out, const std::string& name, const std::array<double, 6>& values,
+                const std::array<double, 6>* spread) {
+  append(out, "%-22s", name.c_str());
   for (int i = 0; i < 6; ++i) {
     if (values[i] < 0)
-      std::printf(" %12s", "n/a");  // COCO's -1: no ground truth in that area range
+      append(out, " %12s", "n/a");  // COCO's -1: no ground truth in that area range
     else if (spread)
-      std::printf(" %6.2f±%-5.2f", values[i], (*spread)[i]);
+      append(out, " %6.2f±%-5.2f", values[i], (*spread)[i]);
     else
-      std::printf(" %12.2f", values[i]);
+      append(out, " %12.2f", values[i]);
   }
-  std::printf("\n");
+  out += "\n";
 }
 
 }  // namespace
@@ -80,7 +89,7 @@ void print_row(const std::string& name, const std::array<double, 6>& values,
 int main(int argc, char** argv) {
   CLI::App app{
       "Distil a RetinaNet student from a RetinaNet teacher with ICD, and compare with the baselines"};
-  std::string preset_name = "default", teacher_path, methods_text = "none,icd", seeds_text = "1",
+  std::string preset_name = "default", teacher_path, methods_text = "none,icd", seeds_text = "1,2",
               runs_dir = "runs";
   std::string train_json, val_json;
   int64_t iterations = 0;
@@ -97,7 +106,8 @@ int main(int argc, char** argv) {
   app.add_option("--val-json", val_json, "COCO validation annotations");
   app.add_option("--iterations", iterations, "override the preset's iterations (teacher and students)");
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
-  app.add_flag("--skip-bad-images", skip_bad_images, "skip unreadable images with a warning instead of stopping");
+  app.add_flag("--skip-bad-images", skip_bad_images,
+               "skip unreadable images with a warning instead of stopping");
   app.add_flag("--resume", resume, "continue interrupted runs from their checkpoints");
   app.add_flag("--no-inherit", no_inherit, "do not copy the teacher's FPN and head into the ICD student");
   app.add_flag("--no-imagenet", no_imagenet, "train the teacher's backbone from random weights");
@@ -190,7 +200,13 @@ int main(int argc, char** argv) {
                                                 optimizer, seed);
         }
         run.write_config(config);
+        enable_ap_over_time(options, preset, data);
         train_detector(student, *objective, *data.train, options, run);
+        if (auto* icd_objective = dynamic_cast<IcdObjective*>(objective.get())) {
+          draw_attention_pictures(icd_objective->distiller(), *teacher, *data.val,
+                                  preset.evaluation.transform, run.file("attention.png"));
+          std::cout << "wrote " << run.file("attention.png") << "\n";
+        }
         EvalOptions eval = preset.evaluation;
         eval.detections_path = run.file("detections.json");
         CocoEvalResult result = evaluate_detector(student, *data.val, eval);
@@ -199,15 +215,17 @@ int main(int argc, char** argv) {
       }
     }
 
-    // 3. The table: mean over seeds, with the spread (half the range) when there are several.
-    std::printf("\nCOCO box AP on %s (%zu val images), preset %s, %zu seed(s), %s\n",
-                data.val->source().c_str(), static_cast<size_t>(data.val->num_images()), preset_name.c_str(),
-                seeds.size(), format_duration(clock.seconds_elapsed()).c_str());
-    std::printf("%-22s", "model");
+    // 3. The table: mean over seeds, with the spread (half the range) when there are several; then each
+    // seed's AP.
+    std::string table;
+    append(table, "COCO box AP on %s (%zu val images), preset %s, %zu seed(s), %s\n",
+           data.val->source().c_str(), static_cast<size_t>(data.val->num_images()), preset_name.c_str(),
+           seeds.size(), format_duration(clock.seconds_elapsed()).c_str());
+    append(table, "%-22s", "model");
     for (const char* c : kColumns)
-      std::printf(" %12s", c);
-    std::printf("\n");
-    print_row("teacher (R50)", ap_row(*teacher_eval), nullptr);
+      append(table, " %12s", c);
+    table += "\n";
+    append_row(table, "teacher (R50)", ap_row(*teacher_eval), nullptr);
     std::map<std::string, std::array<double, 6>> means;
     for (const std::string& method : methods) {
       std::array<double, 6> mean{}, spread{};
@@ -220,20 +238,30 @@ int main(int argc, char** argv) {
       }
       means[method] = mean;
       const std::string label = method == "none" ? "student (R18) baseline" : "student (R18) " + method;
-      print_row(label, mean, r.size() > 1 ? &spread : nullptr);
+      append_row(table, label, mean, r.size() > 1 ? &spread : nullptr);
     }
     if (means.count("none")) {
       for (const std::string& method : methods) {
         if (method == "none") continue;
-        std::array<double, 6> gain;
+        append(table, "%-22s", (method + " gain").c_str());
         for (int i = 0; i < 6; ++i)
-          gain[i] = means[method][i] - means["none"][i];
-        std::printf("%-22s", (method + " gain").c_str());
-        for (double g : gain)
-          std::printf(" %+12.2f", g);
-        std::printf("\n");
+          append(table, " %+12.2f", means[method][i] - means["none"][i]);
+        table += "\n";
       }
     }
+    if (seeds.size() > 1) {
+      table += "AP per seed:";
+      for (const std::string& method : methods) {
+        append(table, "  %s", method.c_str());
+        for (std::size_t k = 0; k < seeds.size(); ++k)
+          append(table, " s%llu %.2f", static_cast<unsigned long long>(seeds[k]), rows[method][k][0]);
+      }
+      table += "\n";
+    }
+    std::cout << "\n" << table;
+    const std::string table_path = runs_dir + "/results-" + preset_name + ".txt";
+    write_file_atomically(table_path, table);
+    std::cout << "wrote " << table_path << "\n";
   } catch (const std::exception& e) {
     std::cerr << "distill_retinanet: " << e.what() << "\n";
     return 1;

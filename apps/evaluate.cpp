@@ -2,8 +2,8 @@
 // (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l), of either
 //   - a detections file (--dt), or
 //   - a RetinaNet checkpoint (--checkpoint) that is first run over every image of the ground-truth file:
-//     the images are resized by the presets' test transform (shortest edge --short-edge, longest at most
-//     --max-long-edge, the caffe BGR mean the models are trained with), the model's detections are mapped
+//     the images are resized by the test transform the checkpoint records (apps/common/detector_usage.h;
+//     --short-edge and --max-long-edge override its size), the model's detections are mapped
 //     back to the original image sizes and evaluated; --detections-out keeps them as COCO results JSON.
 //
 // Read first: datasets/coco_eval.h (the rules of the metric and the file layouts),
@@ -44,13 +44,14 @@ void write_json(const nlohmann::json& json, const std::filesystem::path& path) {
 
 struct CheckpointOptions {
   std::string checkpoint_path, images_dir, detections_path;
-  int short_edge = 256, max_long_edge = 320;  // the default preset's test size
+  int short_edge = 0, max_long_edge = 0;  // 0: the checkpoint's test size
   int batch_size = 4, num_workers = 2;
 };
 
 // Runs the checkpoint's model over the dataset of `gt_path` and evaluates its detections.
 icd::CocoEvalResult evaluate_checkpoint(const std::string& gt_path, const CheckpointOptions& options) {
-  std::unique_ptr<icd::RetinaNet> model = icd::app::load_retinanet(options.checkpoint_path);
+  std::optional<icd::app::DetectorUsage> usage;
+  std::unique_ptr<icd::RetinaNet> model = icd::app::load_retinanet(options.checkpoint_path, &usage);
   const icd::CocoDataset dataset = icd::CocoDataset::load(gt_path, options.images_dir);
   const int64_t num_classes = model->config().num_classes;
   if (dataset.num_classes() != num_classes)
@@ -60,10 +61,12 @@ icd::CocoEvalResult evaluate_checkpoint(const std::string& gt_path, const Checkp
   std::cout << "model " << options.checkpoint_path << " (ResNet-" << model->config().backbone.depth << ", "
             << num_classes << " classes); " << dataset.summary() << "\n";
   icd::app::EvalOptions eval;
-  // The normalisation every preset trains with; only the size comes from the flags.
-  eval.transform = icd::app::experiment_preset("default", num_classes).evaluation.transform;
-  eval.transform.short_edge_sizes = {options.short_edge};
-  eval.transform.max_long_edge = options.max_long_edge;
+  // The test transform the checkpoint records; older checkpoints get the presets' normalisation and the
+  // default preset's size. The flags override the size.
+  eval.transform = usage ? usage->test_transform
+                         : icd::app::experiment_preset("default", num_classes).evaluation.transform;
+  if (options.short_edge > 0) eval.transform.short_edge_sizes = {options.short_edge};
+  if (options.max_long_edge > 0) eval.transform.max_long_edge = options.max_long_edge;
   eval.transform.validate();
   eval.batch_size = options.batch_size;
   eval.num_workers = options.num_workers;
@@ -99,14 +102,14 @@ int main(int argc, char** argv) {
   app.add_option("--detections-out", checkpoint.detections_path,
                  "write the checkpoint's detections to this COCO results JSON file")
       ->needs(model);
-  app.add_option("--short-edge", checkpoint.short_edge, "test size: the images' shortest edge")
+  app.add_option("--short-edge", checkpoint.short_edge,
+                 "test size: the images' shortest edge (default: the checkpoint's)")
       ->needs(model)
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--max-long-edge", checkpoint.max_long_edge, "test size: the longest edge at most")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-long-edge", checkpoint.max_long_edge,
+                 "test size: the longest edge at most (default: the checkpoint's)")
       ->needs(model)
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+      ->check(CLI::PositiveNumber);
   app.add_option("--batch-size", checkpoint.batch_size, "images per forward pass")
       ->needs(model)
       ->check(CLI::PositiveNumber)

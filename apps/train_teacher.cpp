@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
   app.add_option("--val-json", val_json, "COCO validation annotations");
   app.add_option("--iterations", iterations, "override the preset's iteration count");
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
-  app.add_flag("--skip-bad-images", skip_bad_images, "skip unreadable images with a warning instead of stopping");
+  app.add_flag("--skip-bad-images", skip_bad_images,
+               "skip unreadable images with a warning instead of stopping");
   app.add_flag("--resume", resume, "continue from the run folder's checkpoint");
   app.add_flag("--no-imagenet", no_imagenet, "start the backbone from random weights");
   CLI11_PARSE(app, argc, argv);

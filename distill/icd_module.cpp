@@ -42,6 +42,25 @@ IcdOutput InstanceConditionalDistiller::forward(const IcdInputs& inputs,
   return forward(inputs, sample_queries(ground_truth, gen), iteration);
 }
 
+IcdOutput InstanceConditionalDistiller::decode(const std::vector<Tensor>& teacher_features,
+                                               ImageSize padded_size,
+                                               const std::vector<ImageQueries>& queries) {
+  IcdOutput out;
+  const DType dtype = encoder_->parameters().front().dtype();
+  out.queries = build_query_batch(queries, config_.num_classes, dtype);
+  const Tensor q0 = encoder_->forward(out.queries.descriptors).permute({1, 0, 2});  // [L, B, C]
+
+  std::vector<Tensor> teacher;
+  std::vector<ImageSize> sizes;
+  for (const Tensor& t : teacher_features)
+    teacher.push_back(t.detach());  // frozen teacher: never a gradient
+  for (const ImageQueries& q : queries)
+    sizes.push_back(q.size);
+  out.teacher_keys = make_feature_sequence(teacher, padded_size, sizes);
+  out.teacher = decoder_->forward(q0, out.teacher_keys);
+  return out;
+}
+
 IcdOutput InstanceConditionalDistiller::forward(const IcdInputs& inputs,
                                                 const std::vector<ImageQueries>& queries, int64_t iteration) {
   const std::size_t levels = inputs.teacher_features.size();
@@ -64,20 +83,7 @@ IcdOutput InstanceConditionalDistiller::forward(const IcdInputs& inputs,
           " must be [B, C, H, W] with the same B, H, W (run both on the same padded batch)");
   }
 
-  IcdOutput out;
-  const DType dtype = encoder_->parameters().front().dtype();
-  out.queries = build_query_batch(queries, config_.num_classes, dtype);
-  const Tensor q0 = encoder_->forward(out.queries.descriptors).permute({1, 0, 2});  // [L, B, C]
-
-  std::vector<Tensor> teacher;
-  std::vector<ImageSize> sizes;
-  for (const Tensor& t : inputs.teacher_features)
-    teacher.push_back(t.detach());  // frozen teacher: never a gradient
-  for (const ImageQueries& q : queries)
-    sizes.push_back(q.size);
-  out.teacher_keys = make_feature_sequence(teacher, inputs.padded_size, sizes);
-  out.teacher = decoder_->forward(q0, out.teacher_keys);
-
+  IcdOutput out = decode(inputs.teacher_features, inputs.padded_size, queries);
   const Tensor predictions = predictor_->predict(out.teacher.decoded);
   AuxiliaryLosses aux =
       auxiliary_losses(predictions, out.queries.padding_mask, out.queries.real_mask, out.queries.targets);

@@ -70,6 +70,10 @@ class InstanceConditionalDistiller : public Module {
                     int64_t iteration, Generator& gen);
   // With the queries given: fully deterministic (tests, replays).
   IcdOutput forward(const IcdInputs& inputs, const std::vector<ImageQueries>& queries, int64_t iteration);
+  // The teacher half alone: the queries encoded and decoded over the teacher's levels (fills queries,
+  // teacher and teacher_keys; no losses). forward() runs it first; pictures of the attention use it alone.
+  IcdOutput decode(const std::vector<Tensor>& teacher_features, ImageSize padded_size,
+                   const std::vector<ImageQueries>& queries);
   std::vector<ImageQueries> sample_queries(const std::vector<ImageInstances>& ground_truth,
                                            Generator& gen) const;
 

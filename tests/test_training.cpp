@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "apps/common/run_folder.h"
 #include "apps/common/trainer.h"
@@ -39,7 +40,7 @@ TrainOptions small_options(int64_t iterations) {
   o.num_workers = 1;
   o.checkpoint_every = 3;
   o.warmup = {.factor = 0.1, .iters = 2};
-  o.lr_steps = {4};
+  o.lr_step_fractions = {4.0 / static_cast<double>(iterations)};  // drops after iteration 4
   o.transform.short_edge_sizes = {96, 128};
   o.transform.max_long_edge = 160;
   return o;
@@ -217,12 +218,65 @@ TEST_CASE("evaluation gives COCO stats, and a checkpoint alone rebuilds its mode
     CHECK((s == -1.0 || (s >= 0.0 && s <= 1.0)));
   CHECK(fs::exists(run.file("detections.json")));
 
-  std::unique_ptr<RetinaNet> reloaded = load_retinanet(run.file("checkpoint.safetensors"));
+  std::optional<DetectorUsage> usage;
+  std::unique_ptr<RetinaNet> reloaded = load_retinanet(run.file("checkpoint.safetensors"), &usage);
   CHECK(to_json(reloaded->config()) == to_json(model.config()));
+  REQUIRE(usage.has_value());  // the class names and test transform travel with the weights
+  REQUIRE(static_cast<int>(usage->class_names.size()) == data.train->num_classes());
+  CHECK(usage->class_names[0] == data.train->class_name(0));
+  CHECK(usage->test_transform.short_edge_sizes == TransformConfig::test().short_edge_sizes);
   NamedTensors a = model.state_dict(), b = reloaded->state_dict();
   REQUIRE(a.size() == b.size());
   for (std::size_t i = 0; i < a.size(); ++i)
     CHECK(a[i].second.to_vector<double>() == b[i].second.to_vector<double>());
   CocoEvalResult again = evaluate_detector(*reloaded, *data.val, eval);
   CHECK(again.stats == result.stats);
+}
+
+TEST_CASE("AP over time: the periodic evaluation is logged at its steps and drawn") {
+  TinyData data;
+  if (!data.available) return;
+  RunFolder run((data.dir.path() / "ap").string());
+  Generator gen(7);
+  RetinaNet model(small_config(data.train->num_classes()), gen);
+  DetectionObjective objective;
+  TrainOptions options = small_options(6);
+  options.eval_every = 4;
+  std::vector<int> calls;
+  options.periodic_eval = [&](RetinaNet& m) -> std::vector<std::pair<std::string, double>> {
+    m.eval();  // as evaluate_detector does; training must switch back to train mode
+    calls.push_back(static_cast<int>(calls.size()));
+    return {{"val_AP", 10.0 * static_cast<double>(calls.size())}};
+  };
+  train_detector(model, objective, *data.train, options, run);
+  CHECK(calls.size() == 2);  // after step 4 and at the end (step 6)
+  CHECK(model.is_training());
+  std::vector<std::pair<int64_t, double>> logged;
+  for (const nlohmann::json& r : run.read_metrics())
+    if (r.contains("val_AP")) logged.emplace_back(r["step"].get<int64_t>(), r["val_AP"].get<double>());
+  CHECK(logged == std::vector<std::pair<int64_t, double>>{{4, 10.0}, {6, 20.0}});
+  CHECK(fs::file_size(run.file("ap.png")) > 0);
+}
+
+TEST_CASE("detector usage metadata: round trip, and a malformed entry names the file and the field") {
+  DetectorUsage usage{.class_names = {"cat", "dog"}, .test_transform = TransformConfig::test()};
+  usage.test_transform.short_edge_sizes = {256};
+  usage.test_transform.max_long_edge = 320;
+  usage.test_transform.normalize = NormalizeConfig::torchvision_rgb();
+  const std::map<std::string, std::string> metadata = usage_metadata(usage);
+  std::optional<DetectorUsage> back = read_usage(metadata, "a.safetensors");
+  REQUIRE(back.has_value());
+  CHECK(back->class_names == usage.class_names);
+  CHECK(back->test_transform.short_edge_sizes == std::vector<int>{256});
+  CHECK(back->test_transform.max_long_edge == 320);
+  CHECK(back->test_transform.normalize.order == ChannelOrder::rgb);
+  CHECK(back->test_transform.normalize.std == usage.test_transform.normalize.std);
+
+  CHECK_FALSE(read_usage({}, "old.safetensors").has_value());
+  std::map<std::string, std::string> bad = metadata;
+  bad["test_transform"] = R"({"short_edge_sizes": [256]})";
+  CHECK_THROWS_WITH(read_usage(bad, "b.safetensors"),
+                    doctest::Contains("b.safetensors: bad metadata test_transform"));
+  bad.erase("test_transform");
+  CHECK_THROWS_WITH(read_usage(bad, "c.safetensors"), doctest::Contains("c.safetensors"));
 }

@@ -18,6 +18,7 @@ struct ExperimentPreset {
   TrainOptions teacher_training;
   TrainOptions student_training;
   EvalOptions evaluation;
+  int ap_points = 4;  // evaluations on DatasetSplits::val_preview during each training run (AP over time)
   std::string imagenet_weights = "runs/weights/resnet50_imagenet.safetensors";  // apps/import_weights' output
 };
 
@@ -26,7 +27,12 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
 
 struct DatasetSplits {
   std::unique_ptr<CocoDataset> train, val;
+  std::unique_ptr<CocoDataset> val_preview;  // the first 100 images of val, for AP over time in training
 };
+
+// AP over time: `options` evaluates the model on data.val_preview preset.ap_points times during training
+// (the last at the end) and logs AP and AP50 (percent) as "val_AP" and "val_AP50".
+void enable_ap_over_time(TrainOptions& options, const ExperimentPreset& preset, const DatasetSplits& data);
 
 // The training and validation sets: the given COCO JSON files, or (when both are empty) the built-in
 // dataset of `builtin_preset`, built into the cache first if it is not there yet.

@@ -1,5 +1,6 @@
 #include "apps/common/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -71,8 +72,9 @@ void save_retinanet(const std::string& path, RetinaNet& model,
   save_checkpoint(path, model.state_dict(), meta);
 }
 
-std::unique_ptr<RetinaNet> load_retinanet(const std::string& path) {
+std::unique_ptr<RetinaNet> load_retinanet(const std::string& path, std::optional<DetectorUsage>* usage) {
   Checkpoint checkpoint = load_checkpoint(path);
+  if (usage) *usage = read_usage(checkpoint.metadata, path);
   auto it = checkpoint.metadata.find("model_config");
   if (it == checkpoint.metadata.end())
     throw std::runtime_error("checkpoint " + path + " has no model_config: not a RetinaNet checkpoint");
@@ -119,9 +121,12 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
   Sgd optimizer(
       model.trainable_parameters(),
       SgdOptions{.lr = options.lr, .momentum = options.momentum, .weight_decay = options.weight_decay});
+  std::vector<int64_t> milestones;
+  for (double fraction : options.lr_step_fractions)
+    milestones.push_back(std::llround(fraction * static_cast<double>(options.iterations)));
   WarmupMultiStepLR schedule(MultiStepOptions{.base_lr = options.lr,
                                               .max_iter = options.iterations,
-                                              .milestones = options.lr_steps,
+                                              .milestones = milestones,
                                               .gamma = options.lr_gamma,
                                               .warmup = options.warmup});
   const std::string checkpoint_path = run.file("checkpoint.safetensors");
@@ -141,6 +146,9 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
     std::cout << "resuming " << run.path() << " from iteration " << start << "\n";
   }
 
+  DetectorUsage usage{.test_transform = options.test_transform};
+  for (int c = 0; c < train_set.num_classes(); ++c)
+    usage.class_names.push_back(train_set.class_name(c));
   auto save = [&](int64_t iteration) {
     NamedTensors all = model.state_dict();
     for (auto& e : with_prefix(optimizer.state(), kOptimizerPrefix))
@@ -150,15 +158,17 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
     std::ostringstream normalizer;
     normalizer.precision(17);
     normalizer << model.loss().normalizer();
-    save_checkpoint(checkpoint_path, all,
-                    {{"model_config", to_json(model.config()).dump()},
-                     {"iteration", std::to_string(iteration)},
-                     {"loss_normalizer", normalizer.str()}});
+    std::map<std::string, std::string> metadata = usage_metadata(usage);
+    metadata["model_config"] = to_json(model.config()).dump();
+    metadata["iteration"] = std::to_string(iteration);
+    metadata["loss_normalizer"] = normalizer.str();
+    save_checkpoint(checkpoint_path, all, metadata);
   };
 
   ProgressLine progress("train " + run.path(), options.iterations, options.batch_size, start);
   int64_t epoch = start / batches_per_epoch;
   std::vector<std::string> loss_names{"loss"};  // the plotted series
+  const bool evaluating = options.eval_every > 0 && options.periodic_eval;
   loader.start_epoch(epoch, start % batches_per_epoch);
   for (int64_t iteration = start; iteration < options.iterations; ++iteration) {
     std::optional<DetectionBatch> batch = loader.next();
@@ -202,12 +212,30 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
     run.log_metrics(record);
     values.insert(values.begin(), {"loss", total_value});
     progress.update(iteration + 1, values);
-    if ((iteration + 1) % options.checkpoint_every == 0 || iteration + 1 == options.iterations)
-      save(iteration + 1);
+    const bool last = iteration + 1 == options.iterations;
+    if (evaluating && ((iteration + 1) % options.eval_every == 0 || last)) {
+      std::vector<std::pair<std::string, double>> numbers = options.periodic_eval(model);
+      model.train();
+      nlohmann::json eval_record{{"step", iteration + 1}};
+      for (const auto& [name, v] : numbers)
+        eval_record[name] = v;
+      run.log_metrics(eval_record);
+    }
+    if ((iteration + 1) % options.checkpoint_every == 0 || last) save(iteration + 1);
   }
   progress.finish();
-  plot_metrics(run.read_metrics(), loss_names, "training losses (moving average of 10 steps)",
-               run.file("losses.png"));
+  const std::vector<nlohmann::json> metrics = run.read_metrics();
+  plot_metrics(metrics, loss_names, "training losses (moving average of 10 steps)", run.file("losses.png"));
+  if (evaluating) {
+    // The names the evaluations logged (also those of a run resumed after its last evaluation).
+    std::vector<std::string> eval_names;
+    for (const nlohmann::json& record : metrics)
+      if (!record.contains("loss"))
+        for (const auto& [name, value] : record.items())
+          if (name != "step" && std::find(eval_names.begin(), eval_names.end(), name) == eval_names.end())
+            eval_names.push_back(name);
+    plot_metrics(metrics, eval_names, "validation AP over training", run.file("ap.png"), 1);
+  }
   if (const LoaderStats stats = loader.stats(); stats.images_skipped > 0)
     std::cout << "skipped " << stats.images_skipped << " unreadable image(s) (" << stats.skipped_images.size()
               << " distinct)\n";

@@ -11,11 +11,14 @@
 // The moment "gradients are ready" is one place (after backward, before the optimizer steps): that is
 // where a data-parallel all-reduce slots in without touching models or losses.
 #pragma once
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "apps/common/detector_usage.h"
 #include "apps/common/run_folder.h"
 #include "datasets/coco_dataset.h"
 #include "datasets/coco_eval.h"
@@ -37,14 +40,24 @@ struct TrainOptions {
   double momentum = 0.9;
   double weight_decay = 1e-4;
   LinearWarmup warmup{.factor = 0.001, .iters = 100};
-  std::vector<int64_t> lr_steps;  // iterations where the learning rate drops by lr_gamma
+  // Where the learning rate drops by lr_gamma, as fractions of `iterations` (so that overriding the
+  // length keeps the schedule's shape): detectron2's 1x schedule drops at 2/3 and 8/9.
+  std::vector<double> lr_step_fractions;
   double lr_gamma = 0.1;
   double clip_value = 0.0;  // per-element gradient clip for the detector (0: off)
   int64_t checkpoint_every = 500;
   uint64_t seed = 0;
   TransformConfig transform = TransformConfig::train();
-  bool resume = false;  // continue from the run folder's last checkpoint, if there is one
+  bool resume = false;                  // continue from the run folder's last checkpoint, if there is one
   bool skip_unreadable_images = false;  // warn, count and go on instead of stopping at a corrupt image
+  // AP over time: every `eval_every` iterations (and at the end) `periodic_eval` is called on the model
+  // and the numbers it returns go to metrics.jsonl as one record {"step", name: value, ...} and into the
+  // run's ap.png. 0 or no function: off.
+  int64_t eval_every = 0;
+  std::function<std::vector<std::pair<std::string, double>>(RetinaNet&)> periodic_eval;
+  // How the model is meant to be evaluated, recorded in its checkpoints with the class names
+  // (apps/common/detector_usage.h) so that apps/detect needs nothing else.
+  TransformConfig test_transform = TransformConfig::test();
 };
 
 struct TrainResult {
@@ -70,6 +83,9 @@ CocoEvalResult evaluate_detector(RetinaNet& model, const CocoDataset& dataset, c
 // rebuilds its model.
 void save_retinanet(const std::string& path, RetinaNet& model,
                     const std::map<std::string, std::string>& metadata = {});
-std::unique_ptr<RetinaNet> load_retinanet(const std::string& path);
+// `usage`, when given, receives the class names and test transform the checkpoint records (nullopt for a
+// checkpoint written without them).
+std::unique_ptr<RetinaNet> load_retinanet(const std::string& path,
+                                          std::optional<DetectorUsage>* usage = nullptr);
 
 }  // namespace icd::app
