@@ -1,12 +1,18 @@
-// bench: how fast the engine's hot kernels run on this machine.
+// bench: how fast the engine runs on this machine, kernel by kernel (SGEMM, 3x3 convolutions) and whole
+// steps of the models (ResNet-18/50 train and inference, RetinaNet R18/R50-FPN at 320 and 512;
+// apps/bench_models.h lists them).
 //
-// Prints, for each workload, the median time over several runs after a warm-up, the achieved GFLOP/s
-// and the fraction of the CPU's FP32 peak (2 FLOP per multiply-add). The same workloads run in PyTorch
-// through tools/bench_torch.py; scripts/bench_compare.sh runs both in one go and prints the ratios.
-// Read engine/cpu/gemm.cpp and engine/ops/conv.cpp first.
+// Prints, for each workload, the median time over several runs after two warm-up runs, the achieved
+// GFLOP/s and the fraction of the CPU's FP32 peak (2 FLOP per multiply-add; for a model step, the FLOPs of
+// every GEMM it ran, counted by engine/profiler.h), and the process's peak RSS so far. --profile adds,
+// per workload, where the time of one more run goes, op by op (forward, each op's backward, optimizer).
+// The same workloads run in PyTorch through tools/bench_torch.py; scripts/bench_compare.sh runs both in
+// one go and prints the ratios (each model step in its own process, so peak RSS is that workload's).
+// Read engine/cpu/gemm.cpp, engine/ops/conv.cpp and engine/profiler.h first.
 //
 //   ./build/apps/bench --threads 2
 //   ./build/apps/bench --threads 1 --only conv --json
+//   ./build/apps/bench --only "retinanet-r18 train b1 512" --exact --profile
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -17,22 +23,27 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+
+#include "apps/bench_models.h"
 #include "engine/autograd.h"
 #include "engine/cpu/gemm.h"
 #include "engine/factory.h"
 #include "engine/ops/conv.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/reduce.h"
+#include "engine/profiler.h"
 
 using namespace icd;
 
 namespace {
 
-struct Workload {
-  std::string name;
-  double flops;  // per run
-  std::function<void()> run;
-};
+using bench::Workload;
+
+// A kernel workload whose inputs are built up front (they are small).
+Workload eager(std::string name, double flops, std::function<void()> run) {
+  return {std::move(name), flops, [run = std::move(run)] { return run; }};
+}
 
 double median_ms(const std::function<void()>& run, int warmup, int reps) {
   for (int i = 0; i < warmup; ++i)
@@ -53,10 +64,10 @@ std::vector<Workload> sgemm_workloads(Generator& gen) {
     auto a = std::make_shared<Tensor>(randn({n, n}, gen));
     auto b = std::make_shared<Tensor>(randn({n, n}, gen));
     auto c = std::make_shared<Tensor>(empty({n, n}));
-    out.push_back({"sgemm " + std::to_string(n), 2.0 * n * n * n, [a, b, c, n] {
-                     cpu::gemm<float>(false, false, n, n, n, 1.0f, a->data<float>(), n, b->data<float>(), n,
-                                      0.0f, c->data<float>(), n);
-                   }});
+    out.push_back(eager("sgemm " + std::to_string(n), 2.0 * n * n * n, [a, b, c, n] {
+      cpu::gemm<float>(false, false, n, n, n, 1.0f, a->data<float>(), n, b->data<float>(), n, 0.0f,
+                       c->data<float>(), n);
+    }));
   }
   return out;
 }
@@ -75,36 +86,69 @@ std::vector<Workload> conv_workloads(Generator& gen) {
     auto w = std::make_shared<Tensor>(mul(randn({s.out, s.c, 3, 3}, gen), 0.05));
     auto b = std::make_shared<Tensor>(zeros({s.out}));
     Conv2dOptions options{.padding_h = 1, .padding_w = 1};
-    out.push_back({"conv3x3 fwd " + shape, flops, [=] {
-                     NoGradGuard no_grad;
-                     conv2d(*x, *w, *b, options);
-                   }});
-    out.push_back({"conv3x3 fwd+bwd " + shape, 3 * flops, [=] {
-                     x->set_requires_grad(true);
-                     w->set_requires_grad(true);
-                     b->set_requires_grad(true);
-                     Tensor y = conv2d(*x, *w, *b, options);
-                     y.backward(ones_like(y));
-                     x->zero_grad();
-                     w->zero_grad();
-                     b->zero_grad();
-                   }});
+    out.push_back(eager("conv3x3 fwd " + shape, flops, [=] {
+      NoGradGuard no_grad;
+      conv2d(*x, *w, *b, options);
+    }));
+    out.push_back(eager("conv3x3 fwd+bwd " + shape, 3 * flops, [=] {
+      x->set_requires_grad(true);
+      w->set_requires_grad(true);
+      b->set_requires_grad(true);
+      Tensor y = conv2d(*x, *w, *b, options);
+      y.backward(ones_like(y));
+      x->zero_grad();
+      w->zero_grad();
+      b->zero_grad();
+    }));
   }
   return out;
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+// One more run with the profiler on: the FLOPs of a run, and (when `print`) where its time went.
+double profiled_run(const std::function<void()>& run, bool print) {
+  profiler::set_enabled(true);
+  profiler::reset();
+  const double t0 = profiler::clock_seconds();
+  run();
+  const double total = profiler::clock_seconds() - t0;
+  profiler::set_enabled(false);
+  if (print) {
+    std::printf("    %-40s %9s %7s %7s\n", "where the time goes (one profiled run)", "ms", "%", "calls");
+    double shown = 0;
+    int rows = 0;
+    for (const profiler::Entry& e : profiler::totals()) {
+      if (++rows > 20) break;
+      shown += e.seconds;
+      std::printf("    %-40s %9.2f %6.1f%% %7lld\n", e.name.c_str(), 1e3 * e.seconds, 100 * e.seconds / total,
+                  static_cast<long long>(e.calls));
+    }
+    std::printf("    %-40s %9.2f %6.1f%%\n", "(everything else)", 1e3 * (total - shown),
+                100 * (total - shown) / total);
+  }
+  return profiler::flops();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Benchmarks of the engine's kernels (median ms, GFLOP/s, % of FP32 peak)"};
+  CLI::App app{
+      "Benchmarks of the engine: kernels and whole model steps (median ms, GFLOP/s, % of FP32 peak)"};
   int threads = omp_get_max_threads();
   int reps = 7;
   std::string only;
-  bool json = false;
+  bool exact = false, json = false, profile = false;
   double peak_per_core = 115.2;  // GFLOP/s: 32 FP32 FLOP/cycle x 3.6 GHz (Zen 4, see DESIGN.md)
   app.add_option("--threads", threads, "OpenMP threads");
   app.add_option("--reps", reps, "timed runs per workload (median reported)");
   app.add_option("--only", only, "run only workloads whose name contains this");
+  app.add_flag("--exact", exact, "--only names one workload exactly");
+  app.add_flag("--profile", profile, "print where the time of each workload goes, op by op");
   app.add_option("--peak-gflops-per-core", peak_per_core, "FP32 peak per core, for the % column");
   app.add_flag("--json", json, "one JSON object per line instead of a table");
   CLI11_PARSE(app, argc, argv);
@@ -114,21 +158,35 @@ int main(int argc, char** argv) {
   std::vector<Workload> workloads = sgemm_workloads(gen);
   for (Workload& w : conv_workloads(gen))
     workloads.push_back(std::move(w));
+  for (Workload& w : bench::model_workloads())
+    workloads.push_back(std::move(w));
   const double peak = peak_per_core * threads;
   if (!json)
-    std::printf("%-34s %10s %10s %8s   (%d threads, peak %.0f GFLOP/s)\n", "workload", "ms", "GFLOP/s",
-                "% peak", threads, peak);
+    std::printf("%-34s %10s %10s %8s %9s   (%d threads, peak %.0f GFLOP/s)\n", "workload", "ms", "GFLOP/s",
+                "% peak", "RSS MB", threads, peak);
+  int selected = 0;
   for (const Workload& w : workloads) {
-    if (!only.empty() && w.name.find(only) == std::string::npos) continue;
-    double ms = median_ms(w.run, 2, reps);
-    double gflops = w.flops / (ms * 1e6);
+    if (!only.empty() && (exact ? w.name != only : w.name.find(only) == std::string::npos)) continue;
+    ++selected;
+    const std::function<void()> run = w.make();
+    const double ms = median_ms(run, 2, reps);
+    const double flops = w.flops > 0 && !profile ? w.flops : profiled_run(run, profile && !json);
+    const double gflops = flops / (ms * 1e6);
     if (json)
       std::printf(
-          "{\"impl\": \"icd\", \"workload\": \"%s\", \"threads\": %d, \"ms\": %.4f, \"gflops\": %.2f}\n",
-          w.name.c_str(), threads, ms, gflops);
+          "{\"impl\": \"icd\", \"workload\": \"%s\", \"threads\": %d, \"ms\": %.4f, \"gflops\": %.2f, "
+          "\"peak_rss_mb\": %.1f}\n",
+          w.name.c_str(), threads, ms, gflops, peak_rss_mb());
     else
-      std::printf("%-34s %10.3f %10.1f %7.1f%%\n", w.name.c_str(), ms, gflops, 100.0 * gflops / peak);
+      std::printf("%-34s %10.3f %10.1f %7.1f%% %9.0f\n", w.name.c_str(), ms, gflops, 100.0 * gflops / peak,
+                  peak_rss_mb());
     std::fflush(stdout);
+  }
+  if (selected == 0) {
+    std::fprintf(stderr, "bench: no workload matches \"%s\"; the names are:\n", only.c_str());
+    for (const Workload& w : workloads)
+      std::fprintf(stderr, "  %s\n", w.name.c_str());
+    return 2;
   }
   return 0;
 }

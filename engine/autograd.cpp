@@ -6,6 +6,7 @@
 
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
+#include "engine/profiler.h"
 
 namespace icd::autograd {
 namespace {
@@ -31,6 +32,7 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
 }
 
 void record(Tensor& output, std::string name, std::vector<Tensor> inputs, BackwardFn backward) {
+  profiler::mark_op(name.c_str());  // every op ends here: the profiler's forward clock
   if (!any_requires_grad(inputs)) return;
   auto node = std::make_shared<Node>();
   node->name = std::move(name);
@@ -97,6 +99,10 @@ void backward(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
     seed = ones(root.shape(), root.options());
   }
   NoGradGuard no_grad;
+  const bool profiling = profiler::enabled();
+  const double start = profiling ? profiler::clock_seconds() : 0.0;
+  double in_nodes = 0;                  // seconds inside backward functions
+  profiler::QuietOps quiet(profiling);  // ops run by backward functions are not forward ops
   std::vector<std::shared_ptr<TensorImpl>> order = topological_order(root.impl_ptr());
   std::unordered_map<TensorImpl*, Tensor> pending;  // summed gradient of each tensor not yet processed
   pending[root.impl()] = seed;
@@ -123,7 +129,16 @@ void backward(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
       throw std::logic_error("backward through " + node->name +
                              " a second time: its saved tensors were freed; pass retain_graph=true to "
                              "the first backward");
-    std::vector<Tensor> input_grads = node->backward(grad);
+    std::vector<Tensor> input_grads;
+    if (profiling) {
+      const double t = profiler::clock_seconds();
+      input_grads = node->backward(grad);
+      const double seconds = profiler::clock_seconds() - t;
+      profiler::charge(node->name + " backward", seconds);
+      in_nodes += seconds;
+    } else {
+      input_grads = node->backward(grad);
+    }
     if (input_grads.size() != node->inputs.size())
       throw std::logic_error("backward of " + node->name + " returned the wrong number of gradients");
     for (std::size_t i = 0; i < input_grads.size(); ++i) {
@@ -140,6 +155,7 @@ void backward(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
       node->released = true;
     }
   }
+  if (profiling) profiler::charge("backward: graph walk", profiler::clock_seconds() - start - in_nodes);
 }
 
 }  // namespace icd::autograd

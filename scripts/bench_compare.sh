@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Runs apps/bench and tools/bench_torch.py on the same workloads, alternating them ROUNDS times per
-# thread count, and prints the median time of each and the ratio torch_ms / icd_ms (> 1: icd is faster).
+# Runs apps/bench and tools/bench_torch.py on the same workloads, alternating them ROUNDS times, and prints
+# the median time of each and the ratio torch_ms / icd_ms (> 1: icd is faster).
 #   scripts/bench_compare.sh [ROUNDS] [--only conv]
+#     the kernels (sgemm, conv3x3; with --only, whatever it selects) at 1 and 2 threads.
+#   scripts/bench_compare.sh ROUNDS --steps [--reps 3]
+#     the whole training / inference steps (ResNet-18/50, RetinaNet-R18/R50) at 2 threads, each workload in
+#     its own process so that its peak resident memory (peak_rss_mb) is its own; also prints icd's GFLOP/s
+#     and both peak RSS (the largest over the rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -9,10 +14,56 @@ shift || true
 bench=${BUILD_DIR:-build}/apps/bench
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
+
+if [[ ${1:-} == --steps ]]; then
+  shift
+  threads=2
+  steps=()
+  for model in resnet18 resnet50; do
+    steps+=("$model train b2 224" "$model infer b2 224")
+  done
+  for model in retinanet-r18 retinanet-r50; do
+    for size in 320 512; do
+      steps+=("$model train b1 $size" "$model infer b1 $size")
+    done
+  done
+  for ((r = 0; r < rounds; ++r)); do
+    for name in "${steps[@]}"; do
+      "$bench" --threads "$threads" --json --only "$name" --exact "$@" >>"$results"
+      /usr/bin/python3 tools/bench_torch.py --threads "$threads" --json --only "$name" --exact "$@" >>"$results"
+    done
+  done
+  /usr/bin/python3 - "$results" "${steps[@]}" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+print(f"{'workload':28s} {'icd ms':>10s} {'torch ms':>10s} {'ratio':>7s} {'icd GF/s':>9s} {'icd RSS MB':>11s} "
+      f"{'torch RSS MB':>13s}   (2 threads; ratio = torch ms / icd ms, > 1: icd faster)")
+for name in sys.argv[2:]:
+    of = {impl: [r for r in rows if r["workload"] == name and r["impl"] == impl] for impl in ("icd", "torch")}
+    if not of["icd"] or not of["torch"]:
+        print(f"{name:28s} missing: {', '.join(impl for impl in of if not of[impl])}")
+        continue
+    ms = {impl: statistics.median(r["ms"] for r in of[impl]) for impl in of}
+    rss = {impl: max(r["peak_rss_mb"] for r in of[impl]) for impl in of}
+    gflops = [r["gflops"] for r in of["icd"] if r.get("gflops") is not None]
+    gf = f"{statistics.median(gflops):9.1f}" if gflops else f"{'-':>9s}"
+    print(f"{name:28s} {ms['icd']:10.3f} {ms['torch']:10.3f} {ms['torch'] / ms['icd']:6.2f}x {gf} "
+          f"{rss['icd']:11.0f} {rss['torch']:13.0f}")
+PY
+  exit 0
+fi
+
+if (($# == 0)); then  # the kernels only: the whole steps have their own mode (--steps)
+  kernel_filters=(sgemm conv3x3)
+else
+  kernel_filters=("")
+fi
 for threads in 1 2; do
   for ((r = 0; r < rounds; ++r)); do
-    "$bench" --threads "$threads" --json "$@" >>"$results"
-    /usr/bin/python3 tools/bench_torch.py --threads "$threads" --json "$@" >>"$results"
+    for filter in "${kernel_filters[@]}"; do
+      "$bench" --threads "$threads" --json ${filter:+--only "$filter"} "$@" >>"$results"
+      /usr/bin/python3 tools/bench_torch.py --threads "$threads" --json ${filter:+--only "$filter"} "$@" >>"$results"
+    done
   done
 done
 /usr/bin/python3 - "$results" <<'PY'

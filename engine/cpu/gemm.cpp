@@ -30,6 +30,7 @@
 
 #include "engine/cpu/sgemm_kernel.h"
 #include "engine/cpu/sgemm_pack.h"
+#include "engine/profiler.h"
 
 namespace icd::cpu {
 namespace {
@@ -238,6 +239,7 @@ void blocked_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  profiler::add_flops(2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K));
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == T(0)) {
     scale_matrix(M, N, beta, C, ldc);
