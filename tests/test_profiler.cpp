@@ -16,7 +16,8 @@ using namespace icd;
 namespace {
 
 const profiler::Entry* find(const std::vector<profiler::Entry>& entries, const std::string& name) {
-  auto it = std::find_if(entries.begin(), entries.end(), [&](const profiler::Entry& e) { return e.name == name; });
+  auto it =
+      std::find_if(entries.begin(), entries.end(), [&](const profiler::Entry& e) { return e.name == name; });
   return it == entries.end() ? nullptr : &*it;
 }
 
