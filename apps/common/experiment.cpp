@@ -175,7 +175,7 @@ DatasetSplits load_datasets(const std::string& builtin_preset, const std::string
 
 void enable_ap_over_time(TrainOptions& options, const ExperimentPreset& preset, const DatasetSplits& data) {
   if (!data.val_preview || preset.ap_points <= 0) return;
-  options.eval_every = std::max<int64_t>(1, options.iterations / preset.ap_points);
+  options.eval_every = std::max<int64_t>(1, (options.iterations + preset.ap_points - 1) / preset.ap_points);
   EvalOptions eval = preset.evaluation;
   const CocoDataset* val = data.val_preview.get();
   options.periodic_eval = [eval, val](RetinaNet& model) -> std::vector<std::pair<std::string, double>> {
