@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "engine/factory.h"
@@ -73,6 +74,25 @@ TEST_CASE("max_pool2d: the gradient goes to the first maximum of each window") {
   y.set_requires_grad(true);
   max_pool2d(y, {.kernel = 2, .stride = 1}).backward(f64({1, 2, 3, 4}, {1, 1, 2, 2}));
   CHECK(values(y.grad()) == std::vector<double>{0, 0, 0, 0, 10, 0, 0, 0, 0});
+}
+
+TEST_CASE("max_pool2d: with and without a gradient to track, the same maxima; NaN wins as in torch") {
+  Generator gen(3);
+  Tensor x = randn({2, 3, 11, 9}, gen);
+  Tensor tracked = x.detach();
+  tracked.set_requires_grad(true);
+  const Pool2dOptions options{.kernel = 3, .stride = 2, .padding = 1};
+  CHECK(values(max_pool2d(x, options)) == values(max_pool2d(tracked, options)));
+  // A NaN anywhere in a window makes that window's maximum NaN, on both paths.
+  Tensor with_nan = f64({1, std::nan(""), 3, 4}, {1, 1, 2, 2});
+  CHECK(std::isnan(values(max_pool2d(with_nan, {.kernel = 2}))[0]));
+  with_nan.set_requires_grad(true);
+  CHECK(std::isnan(values(max_pool2d(with_nan, {.kernel = 2}))[0]));
+  // Column windows of [[1, NaN], [3, 4]]: only the second holds the NaN.
+  const std::vector<double> columns =
+      values(max_pool2d(f64({1, std::nan(""), 3, 4}, {1, 1, 2, 2}), {.kernel = {2, 1}}));
+  CHECK(columns[0] == 3);
+  CHECK(std::isnan(columns[1]));
 }
 
 TEST_CASE("avg_pool2d: count_include_pad and ceil_mode divisors") {

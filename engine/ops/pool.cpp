@@ -152,31 +152,54 @@ void for_each_plane(int64_t planes, int64_t work_per_plane, Body&& plane) {
 
 // ---- max_pool2d
 
+// argmax may be null (no gradient will be needed): then only the maxima are computed, branch-free (which
+// tap wins is data dependent: a branch on it mispredicts often). Torch propagates NaN: a window holding one
+// gives NaN, with or without argmax.
 template <class T>
 void max_pool_forward(const T* x, const PlaneGeometry& g, const std::vector<Span>& rows,
                       const std::vector<Span>& cols, T* y, int64_t* argmax) {
-  for_each_plane(g.planes, g.out_plane() * span_count(rows[0]) * span_count(cols[0]), [&](int64_t p) {
-    const T* in = x + p * g.in_plane();
-    T* out = y + p * g.out_plane();
-    int64_t* at = argmax + p * g.out_plane();
-    for (int64_t oh = 0; oh < g.out_h; ++oh) {
-      const Span& r = rows[oh];
-      for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        const Span& c = cols[ow];
-        T best = -std::numeric_limits<T>::infinity();
-        // The first tap inside the input, even if every value is -inf (torch's choice); -1 if none.
-        int64_t best_at = r.end > r.begin && c.end > c.begin ? r.begin * g.in_w + c.begin : -1;
-        for (int64_t h = r.begin; h < r.end; h += r.step) {
-          for (int64_t w = c.begin; w < c.end; w += c.step) {
-            const T v = in[h * g.in_w + w];
-            if (v > best || std::isnan(v)) {  // strict: the first maximum stays; NaN wins, as in torch
-              best = v;
-              best_at = h * g.in_w + w;
+  // Everything the loop reads goes into locals first: stores through `at` (int64_t) could otherwise alias
+  // the geometry's fields and force a reload of each on every tap.
+  const int64_t in_w = g.in_w, out_h = g.out_h, out_w = g.out_w, in_plane = g.in_plane(),
+                out_plane = g.out_plane();
+  const Span* row_spans = rows.data();
+  const Span* col_spans = cols.data();
+  for_each_plane(g.planes, out_plane * span_count(rows[0]) * span_count(cols[0]), [=](int64_t p) {
+    const T* in = x + p * in_plane;
+    T* out = y + p * out_plane;
+    int64_t* at = argmax ? argmax + p * out_plane : nullptr;
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const int64_t h_begin = row_spans[oh].begin, h_end = row_spans[oh].end, h_step = row_spans[oh].step;
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int64_t w_begin = col_spans[ow].begin, w_end = col_spans[ow].end, w_step = col_spans[ow].step;
+        if (!at) {  // the maxima alone: a max and a NaN flag per tap, no data-dependent branch
+          T best = -std::numeric_limits<T>::infinity();
+          bool nan_seen = false;
+          for (int64_t h = h_begin; h < h_end; h += h_step) {
+            const T* row = in + h * in_w;
+            for (int64_t w = w_begin; w < w_end; w += w_step) {
+              const T v = row[w];
+              best = v > best ? v : best;
+              nan_seen |= v != v;
             }
           }
+          out[oh * out_w + ow] = nan_seen ? std::numeric_limits<T>::quiet_NaN() : best;
+          continue;
         }
-        out[oh * g.out_w + ow] = best;
-        at[oh * g.out_w + ow] = best_at;
+        T best = -std::numeric_limits<T>::infinity();
+        // The first tap inside the input, even if every value is -inf (torch's choice); -1 if none.
+        int64_t best_at = h_end > h_begin && w_end > w_begin ? h_begin * in_w + w_begin : -1;
+        for (int64_t h = h_begin; h < h_end; h += h_step) {
+          const T* row = in + h * in_w;
+          for (int64_t w = w_begin; w < w_end; w += w_step) {
+            const T v = row[w];
+            const bool take = v > best || v != v;  // strict: the first maximum stays; NaN wins, as in torch
+            best = take ? v : best;
+            best_at = take ? h * in_w + w : best_at;
+          }
+        }
+        out[oh * out_w + ow] = best;
+        at[oh * out_w + ow] = best_at;
       }
     }
   });
@@ -287,10 +310,12 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
   const Tensor xc = x.detach().contiguous();
   const Shape out_shape = pooled_shape(x, g);
   Tensor y = empty(out_shape, x.options());
-  Tensor argmax = empty(out_shape, {DType::i64, x.device()});
+  // Where each maximum came from is needed only for the backward pass.
+  const bool needs_grad = autograd::any_requires_grad({x});
+  Tensor argmax = needs_grad ? empty(out_shape, {DType::i64, x.device()}) : Tensor();
   dispatch_floating(x.dtype(), "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
-    max_pool_forward(xc.data<T>(), g, rows, cols, y.data<T>(), argmax.data<int64_t>());
+    max_pool_forward(xc.data<T>(), g, rows, cols, y.data<T>(), needs_grad ? argmax.data<int64_t>() : nullptr);
   });
   autograd::record(y, "max_pool2d", {x},
                    [argmax, g, x_shape = x.shape()](const Tensor& grad_out) -> std::vector<Tensor> {
