@@ -88,6 +88,11 @@ TEST_CASE("max_pool2d: with and without a gradient to track, the same maxima; Na
   CHECK(std::isnan(values(max_pool2d(with_nan, {.kernel = 2}))[0]));
   with_nan.set_requires_grad(true);
   CHECK(std::isnan(values(max_pool2d(with_nan, {.kernel = 2}))[0]));
+  // With two NaNs in a window the gradient goes to the last one (torch: `v > best || isnan(v)` in order).
+  Tensor two_nans = f64({std::nan(""), 1, std::nan(""), 2}, {1, 1, 2, 2});
+  two_nans.set_requires_grad(true);
+  sum(max_pool2d(two_nans, {.kernel = 2})).backward();
+  CHECK(values(two_nans.grad()) == std::vector<double>{0, 0, 1, 0});
   // Column windows of [[1, NaN], [3, 4]]: only the second holds the NaN.
   const std::vector<double> columns =
       values(max_pool2d(f64({1, std::nan(""), 3, 4}, {1, 1, 2, 2}), {.kernel = {2, 1}}));

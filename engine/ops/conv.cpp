@@ -310,7 +310,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
       y, "conv2d", {x, weight, bias},
       [s, x_data, w_data, need_x, need_w, need_b](const Tensor& grad_output) -> std::vector<Tensor> {
         Tensor dy = grad_output.contiguous();
-        Tensor dx = need_x ? zeros(x_data.shape(), x_data.options()) : Tensor();
+        // col2im accumulates into dx; a pointwise conv's GEMM overwrites all of it instead (beta 0).
+        Tensor dx = !need_x       ? Tensor()
+                    : s.pointwise ? empty(x_data.shape(), x_data.options())
+                                  : zeros(x_data.shape(), x_data.options());
         Tensor dw = need_w ? zeros(w_data.shape(), w_data.options()) : Tensor();
         Tensor db = need_b ? sum(dy, {0, 2, 3}) : Tensor();
         dispatch_floating(dy.dtype(), "conv2d backward", [&](auto tag) {

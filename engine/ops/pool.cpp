@@ -152,9 +152,30 @@ void for_each_plane(int64_t planes, int64_t work_per_plane, Body&& plane) {
 
 // ---- max_pool2d
 
-// argmax may be null (no gradient will be needed): then only the maxima are computed, branch-free (which
-// tap wins is data dependent: a branch on it mispredicts often). Torch propagates NaN: a window holding one
-// gives NaN, with or without argmax.
+// Which tap of a window torch's rule (`v > best || isnan(v)`, in tap order) picks, given the window's
+// maximum: the first tap equal to it or, in a window with NaN, the last NaN. A window of -inf values gives
+// its first tap; a window outside the input gives -1.
+struct TapRange {
+  int64_t begin, end, step;
+};
+
+template <class T>
+int64_t chosen_tap(const T* in, int64_t in_w, TapRange rows, TapRange cols, T maximum, bool nan_seen) {
+  int64_t chosen = rows.end > rows.begin && cols.end > cols.begin ? rows.begin * in_w + cols.begin : -1;
+  for (int64_t h = rows.begin; h < rows.end; h += rows.step)
+    for (int64_t w = cols.begin; w < cols.end; w += cols.step) {
+      const T v = in[h * in_w + w];
+      if (nan_seen ? v != v : v == maximum) {
+        chosen = h * in_w + w;
+        if (!nan_seen) return chosen;
+      }
+    }
+  return chosen;
+}
+
+// The maxima are computed branch-free (which tap wins is data dependent: a branch on it mispredicts
+// often); argmax, when not null (a gradient will be needed), is found by a second scan of the window that
+// stops at the first tap equal to the maximum. Torch propagates NaN: a window holding one gives NaN.
 template <class T>
 void max_pool_forward(const T* x, const PlaneGeometry& g, const std::vector<Span>& rows,
                       const std::vector<Span>& cols, T* y, int64_t* argmax) {
@@ -172,34 +193,21 @@ void max_pool_forward(const T* x, const PlaneGeometry& g, const std::vector<Span
       const int64_t h_begin = row_spans[oh].begin, h_end = row_spans[oh].end, h_step = row_spans[oh].step;
       for (int64_t ow = 0; ow < out_w; ++ow) {
         const int64_t w_begin = col_spans[ow].begin, w_end = col_spans[ow].end, w_step = col_spans[ow].step;
-        if (!at) {  // the maxima alone: a max and a NaN flag per tap, no data-dependent branch
-          T best = -std::numeric_limits<T>::infinity();
-          bool nan_seen = false;
-          for (int64_t h = h_begin; h < h_end; h += h_step) {
-            const T* row = in + h * in_w;
-            for (int64_t w = w_begin; w < w_end; w += w_step) {
-              const T v = row[w];
-              best = v > best ? v : best;
-              nan_seen |= v != v;
-            }
-          }
-          out[oh * out_w + ow] = nan_seen ? std::numeric_limits<T>::quiet_NaN() : best;
-          continue;
-        }
+        // Pass 1: the maximum and whether the window holds a NaN, branch-free.
         T best = -std::numeric_limits<T>::infinity();
-        // The first tap inside the input, even if every value is -inf (torch's choice); -1 if none.
-        int64_t best_at = h_end > h_begin && w_end > w_begin ? h_begin * in_w + w_begin : -1;
+        bool nan_seen = false;
         for (int64_t h = h_begin; h < h_end; h += h_step) {
           const T* row = in + h * in_w;
           for (int64_t w = w_begin; w < w_end; w += w_step) {
             const T v = row[w];
-            const bool take = v > best || v != v;  // strict: the first maximum stays; NaN wins, as in torch
-            best = take ? v : best;
-            best_at = take ? h * in_w + w : best_at;
+            best = v > best ? v : best;
+            nan_seen |= v != v;
           }
         }
-        out[oh * out_w + ow] = best;
-        at[oh * out_w + ow] = best_at;
+        out[oh * out_w + ow] = nan_seen ? std::numeric_limits<T>::quiet_NaN() : best;
+        if (!at) continue;
+        at[oh * out_w + ow] =
+            chosen_tap(in, in_w, {h_begin, h_end, h_step}, {w_begin, w_end, w_step}, best, nan_seen);
       }
     }
   });
