@@ -36,6 +36,11 @@ TEST_CASE("binary ops: forward with broadcasting") {
   CHECK(pow(f64({2, 3}, {2}), f64({3, 2}, {2})).to_vector<double>() == std::vector<double>{8, 9});
   CHECK(maximum(f64({1, 5}, {2}), f64({3, 2}, {2})).to_vector<double>() == std::vector<double>{3, 5});
   CHECK(minimum(f64({1, 5}, {2}), f64({3, 2}, {2})).to_vector<double>() == std::vector<double>{1, 2});
+  // NaN on either side propagates, as torch.maximum / torch.minimum.
+  for (const Tensor& m : {maximum(f64({std::nan(""), 1}, {2}), f64({1, std::nan("")}, {2})),
+                          minimum(f64({std::nan(""), 1}, {2}), f64({1, std::nan("")}, {2}))})
+    for (double v : m.to_vector<double>())
+      CHECK(std::isnan(v));
   CHECK(add(f64({1}, {}), a).shape() == Shape{2, 3});
   CHECK(add(zeros({4, 1, 3}), zeros({2, 1})).shape() == Shape{4, 2, 3});
   CHECK_THROWS_AS(add(zeros({2, 3}), zeros({2})), std::invalid_argument);

@@ -38,16 +38,18 @@ struct PowOp {
     return std::pow(a, b);
   }
 };
+// NaN in either argument gives NaN, as torch.maximum / torch.minimum (a NaN compares false with everything,
+// so a plain `a > b ? a : b` would drop a NaN in a).
 struct MaximumOp {
   template <class T>
   ICD_HD T operator()(T a, T b) const {
-    return a > b ? a : b;
+    return a > b || a != a ? a : b;
   }
 };
 struct MinimumOp {
   template <class T>
   ICD_HD T operator()(T a, T b) const {
-    return a < b ? a : b;
+    return a < b || a != a ? a : b;
   }
 };
 
