@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/device_memory.h"
+
 namespace icd {
 namespace {
 std::atomic<std::size_t> g_cpu_in_use{0};
@@ -20,8 +22,10 @@ void note_allocation(std::size_t nbytes) {
 }  // namespace
 
 Storage::Storage(std::size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  if (!device.is_cpu())
-    throw std::runtime_error("Storage: device " + device.str() + " is not available in this build");
+  if (!device.is_cpu()) {
+    data_ = device_allocate(device, nbytes);  // the backend's caching allocator; throws saying why not
+    return;
+  }
   // aligned_alloc needs a size that is a multiple of the alignment; never ask for zero bytes.
   std::size_t rounded = (nbytes + 63) / 64 * 64;
   if (rounded == 0) rounded = 64;
@@ -34,6 +38,8 @@ Storage::~Storage() {
   if (device_.is_cpu()) {
     std::free(data_);
     g_cpu_in_use.fetch_sub(nbytes_);
+  } else {
+    device_release(device_, data_);
   }
 }
 

@@ -18,7 +18,9 @@
 
 #include "engine/cuda/device_memory.h"
 #include "engine/cuda/elementwise.h"
+#include "engine/factory.h"
 #include "engine/kernels/launch.h"
+#include "engine/transfer.h"
 
 using namespace icd;
 using namespace icd::kernels;
@@ -132,6 +134,22 @@ TEST_CASE("copies round-trip, device_to_device copies, out may alias an input, n
   CHECK(back == std::vector<double>{1, 4, 12.25, 16, 0});
   cuda::copy_device_to_host(back.data(), y.data, bytes, kDevice);
   CHECK(back == host);
+}
+
+TEST_CASE("tensors: CPU -> CUDA -> CPU round trips keep every value (engine/transfer.h)") {
+  Generator gen(2);
+  for (DType dtype : {DType::f32, DType::f64}) {
+    Tensor t = randn({5, 7}, gen, {dtype});
+    Tensor on_gpu = to_device(t, Device::cuda(kDevice));
+    CHECK(on_gpu.device() == Device::cuda(kDevice));
+    CHECK(to_device(on_gpu, Device::cpu()).to_vector<double>() == t.to_vector<double>());
+    Tensor view = t.transpose(0, 1);  // non-contiguous source: copied in the view's row-major order
+    CHECK(to_device(to_device(view, Device::cuda(kDevice)), Device::cpu()).to_vector<double>() ==
+          view.to_vector<double>());
+  }
+  Tensor indices = from_vector(std::vector<int64_t>{3, -1, 7}, {3});
+  CHECK(to_device(to_device(indices, Device::cuda(kDevice)), Device::cpu()).to_vector<int64_t>() ==
+        indices.to_vector<int64_t>());
 }
 
 TEST_CASE("bad arguments throw before anything reaches the device") {

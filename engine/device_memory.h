@@ -1,0 +1,21 @@
+// Memory on a device other than the CPU, and copies between any two devices: the one place where
+// Storage and tensor transfers meet a backend. Declared for every build: engine/cuda/device_bridge.cpp
+// implements it with the CUDA backend's caching allocator and stream, engine/device_memory_stub.cpp
+// (builds without CUDA) refuses every non-CPU device with a message that says why.
+#pragma once
+#include <cstddef>
+
+#include "engine/device.h"
+
+namespace icd {
+
+// `bytes` on `device` (not the CPU); throws std::runtime_error naming the device and why it cannot be
+// used (no GPU, no driver, a build without CUDA, out of memory).
+void* device_allocate(Device device, std::size_t bytes);
+// Gives back a block device_allocate returned (to the caching allocator: no cudaFree per tensor).
+void device_release(Device device, void* p) noexcept;
+// Copies `bytes` from src on src_device to dst on dst_device, any pair of devices; returns when dst can
+// be read (a copy to the host) or when later work on the device will see it (device to device).
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
+
+}  // namespace icd

@@ -1,0 +1,23 @@
+// engine/device_memory.h for a build without the CUDA backend: only the CPU exists.
+#include <cstring>
+#include <stdexcept>
+
+#include "engine/cuda_status.h"
+#include "engine/device_memory.h"
+
+namespace icd {
+
+void* device_allocate(Device device, std::size_t) {
+  throw std::runtime_error("device " + device.str() + " is not available: " + cuda_status().reason);
+}
+
+void device_release(Device, void*) noexcept {}
+
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) {
+  if (!dst_device.is_cpu() || !src_device.is_cpu())
+    throw std::runtime_error("copy from " + src_device.str() + " to " + dst_device.str() +
+                             ": not available: " + cuda_status().reason);
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
+}  // namespace icd
