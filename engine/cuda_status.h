@@ -1,7 +1,7 @@
 // Whether this process can use the CUDA backend, probed once on first call and then remembered.
 // Declared for every build: engine/cuda/runtime.cpp asks the driver in a CUDA build (cudaGetDeviceCount,
 // then a cuDNN handle: without a GPU the first reports an error or 0 devices and cudnnCreate returns
-// CUDNN_STATUS_NOT_INITIALIZED), engine/cuda_status_stub.cpp answers "no" in a build without CUDA.
+// CUDNN_STATUS_NOT_INITIALIZED), engine/cuda_status_without_cuda.cpp answers "no" in a build without CUDA.
 // Tests and apps call it to skip GPU work, loudly, with `reason`.
 #pragma once
 #include <string>

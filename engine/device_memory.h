@@ -1,6 +1,6 @@
 // Memory on a device other than the CPU, and copies between any two devices: the one place where
 // Storage and tensor transfers meet a backend. Declared for every build: engine/cuda/device_bridge.cpp
-// implements it with the CUDA backend's caching allocator and stream, engine/device_memory_stub.cpp
+// implements it with the CUDA backend's caching allocator and stream, engine/device_memory_without_cuda.cpp
 // (builds without CUDA) refuses every non-CPU device with a message that says why.
 #pragma once
 #include <cstddef>

@@ -1,4 +1,5 @@
-// engine/device_memory.h for a build without the CUDA backend: only the CPU exists.
+// engine/device_memory.h for a build without the CUDA backend: only the CPU exists, and every other
+// device is refused with the reason cuda_status() gives.
 #include <cstring>
 #include <stdexcept>
 

@@ -1,4 +1,5 @@
-// cuda_status() for a build without the CUDA backend (engine/cuda/runtime.cpp is the real one).
+// cuda_status() for a build without the CUDA backend (engine/cuda/runtime.cpp probes the driver in a CUDA
+// build).
 #include "engine/cuda_status.h"
 
 namespace icd {
