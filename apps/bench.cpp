@@ -1,6 +1,6 @@
 // bench: how fast the engine runs on this machine, kernel by kernel (SGEMM, 3x3 convolutions) and whole
-// steps of the models (ResNet-18/50 train and inference, RetinaNet R18/R50-FPN at 320 and 512;
-// apps/bench_models.h lists them).
+// steps of the models (ResNet-18/50 train and inference, RetinaNet R18/R50-FPN at 320 and 512, the ICD
+// distillation step of an R18-FPN student from an R50-FPN teacher; apps/bench_models.h lists them).
 //
 // Prints, for each workload, the median time over several runs after two warm-up runs, the achieved
 // GFLOP/s and the fraction of the CPU's FP32 peak (2 FLOP per multiply-add; for a model step, the FLOPs of
@@ -78,7 +78,11 @@ struct ConvShape {
 
 std::vector<Workload> conv_workloads(Generator& gen) {
   std::vector<Workload> out;
-  for (ConvShape s : {ConvShape{1, 64, 56, 56, 64}, ConvShape{1, 256, 14, 14, 256}}) {
+  // Two kernel-sized cases, then the 3x3 stride-1 convolutions of each ResNet-18 stage at the batch of the
+  // ResNet-18 step.
+  for (ConvShape s :
+       {ConvShape{1, 64, 56, 56, 64}, ConvShape{1, 256, 14, 14, 256}, ConvShape{2, 64, 56, 56, 64},
+        ConvShape{2, 128, 28, 28, 128}, ConvShape{2, 256, 14, 14, 256}, ConvShape{2, 512, 7, 7, 512}}) {
     std::string shape = std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" +
                         std::to_string(s.w) + " " + std::to_string(s.c) + "->" + std::to_string(s.out);
     double flops = 2.0 * s.n * s.out * s.h * s.w * s.c * 9;

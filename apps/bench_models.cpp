@@ -2,14 +2,17 @@
 
 #include <memory>
 
+#include "distill/objectives.h"
 #include "engine/autograd.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/loss.h"
+#include "engine/optim/clip_grad.h"
 #include "engine/optim/sgd.h"
 #include "engine/profiler.h"
 #include "models/resnet.h"
 #include "models/retinanet.h"
+#include "models/training_objective.h"
 
 namespace icd::bench {
 namespace {
@@ -39,6 +42,15 @@ std::function<void()> resnet_step(int depth, bool train) {
   };
 }
 
+// The ground truth of every detection step: three boxes (given for 320 x 320, scaled to size x size).
+std::vector<TargetBoxes> three_boxes(int64_t size) {
+  const double s = static_cast<double>(size) / 320.0;
+  std::vector<double> boxes{10, 20, 110, 140, 150, 60, 300, 200, 40, 200, 90, 290};
+  for (double& v : boxes)
+    v *= s;
+  return {{from_vector(boxes, {3, 4}), from_vector(std::vector<int64_t>{1, 5, 7}, {3})}};
+}
+
 std::function<void()> retinanet_step(int depth, int64_t size, bool train) {
   Generator gen(0);
   auto model = std::make_shared<RetinaNet>(torchvision_retinanet_config(depth, 91), gen);
@@ -51,18 +63,52 @@ std::function<void()> retinanet_step(int depth, int64_t size, bool train) {
     };
   }
   model->train();
-  const double s = static_cast<double>(size) / 320.0;
-  std::vector<double> boxes{10, 20, 110, 140, 150, 60, 300, 200, 40, 200, 90, 290};
-  for (double& v : boxes)
-    v *= s;
-  auto targets = std::make_shared<std::vector<TargetBoxes>>(std::vector<TargetBoxes>{
-      {from_vector(boxes, {3, 4}), from_vector(std::vector<int64_t>{1, 5, 7}, {3})}});
+  auto targets = std::make_shared<std::vector<TargetBoxes>>(three_boxes(size));
   auto optimizer = std::make_shared<Sgd>(model->trainable_parameters(), kSgd);
   return [model, images, targets, optimizer] {
     optimizer->zero_grad();
     RetinaNetLosses losses = model->losses(model->forward(*images), *targets);
     add(losses.classification, losses.box_regression).backward();
     profiler::Section section("optimizer step");
+    optimizer->step();
+  };
+}
+
+// One training iteration of apps/distill_retinanet's ICD students, through the same code: the trainer's
+// loop body (apps/common/trainer.cpp) around an IcdObjective (distill/objectives.h), which runs the student
+// forward and detection losses, the frozen teacher's backbone + FPN under no-grad and the
+// InstanceConditionalDistiller, and steps its own AdamW after the backward.
+std::function<void()> icd_step(int64_t size) {
+  constexpr int64_t kClasses = 91;  // the detectors' label space, as distill_retinanet's dataset classes
+  Generator gen(0);
+  auto teacher = std::make_shared<RetinaNet>(torchvision_retinanet_config(50, kClasses), gen);
+  auto student = std::make_shared<RetinaNet>(torchvision_retinanet_config(18, kClasses), gen);
+  auto batch = std::make_shared<TrainingBatch>(TrainingBatch{
+      .images = rand({1, 3, size, size}, gen), .targets = three_boxes(size), .sizes = {{size, size}}});
+  // The spec's settings (IcdConfig's defaults: 8 heads, FFN 1024, 5 fakes per real box, lambda 8); the
+  // fake-instance prior from the ground truth, as distill_retinanet computes it from its training set.
+  IcdConfig config;
+  config.num_classes = kClasses;
+  auto objective = std::make_shared<IcdObjective>(
+      *teacher, config, FakeInstancePrior::from_annotations(image_instances(*batch), kClasses),
+      DistillerOptimizerConfig{}, 0);
+  student->train();
+  auto optimizer = std::make_shared<Sgd>(student->trainable_parameters(), kSgd);
+  // Past the warm-up (BYPASS_DISTILL), so the distillation gradient flows into the student's FPN and
+  // backbone as in most of a run. The same iteration every run: the same fake instances every run.
+  const int64_t iteration = config.warmup_iterations;
+  return [teacher, student, batch, objective, optimizer, iteration] {
+    optimizer->zero_grad();
+    Tensor total;
+    for (const auto& [name, loss] : objective->losses(*student, *batch, iteration))
+      total = total.defined() ? add(total, loss) : loss;
+    total.backward();
+    {
+      profiler::Section section("ICD optimizer step (clip, AdamW)");
+      objective->after_backward(iteration);
+    }
+    profiler::Section section("optimizer step");
+    clip_grad_value(optimizer->parameters(), 1.0);  // the distillation config's per-element clip
     optimizer->step();
   };
 }
@@ -81,6 +127,8 @@ std::vector<Workload> model_workloads() {
         out.push_back({"retinanet-r" + std::to_string(depth) + (train ? " train" : " infer") + " b1 " +
                            std::to_string(size),
                        0, [depth, size, train] { return retinanet_step(depth, size, train); }});
+  for (int64_t size : {320, 512})
+    out.push_back({"icd-r18<-r50 train b1 " + std::to_string(size), 0, [size] { return icd_step(size); }});
   return out;
 }
 

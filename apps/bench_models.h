@@ -21,6 +21,14 @@ struct Workload {
 //   retinanet-r18/r50 train b1 S (S = 320, 512): torchvision's RetinaNet settings (frozen BN, stem and
 //     layer1 frozen, FPN 256, 4 head convs, 91 classes), three boxes, focal + L1 losses, backward, SGD;
 //     ... infer b1 S: forward and postprocess (decode, per-level top-k, NMS)
+//   icd-r18<-r50 train b1 S (S = 320, 512): one ICD distillation iteration as apps/distill_retinanet
+//     trains it (the trainer's step around distill/objectives.h IcdObjective): the same three boxes; the
+//     R50-FPN teacher (torchvision settings, random weights) frozen, backbone + FPN only, under no-grad;
+//     the R18-FPN student's forward and losses in training mode; the InstanceConditionalDistiller with
+//     the spec's settings (91 classes, 3 real + 15 fake queries from a prior of the ground truth, encoder
+//     MLP, one 8-head decoder layer with FFN 1024 over p3..p7, auxiliary identification + localisation,
+//     lambda 8 value distillation over p3..p7, past the warm-up so it reaches the student); backward of
+//     the sum; the ICD AdamW (global-norm clip 0.01, cosine lr) and the student's SGD (per-element clip 1)
 std::vector<Workload> model_workloads();
 
 }  // namespace icd::bench

@@ -3,10 +3,11 @@
 # the median time of each and the ratio torch_ms / icd_ms (> 1: icd is faster).
 #   scripts/bench_compare.sh [ROUNDS] [--only conv]
 #     the kernels (sgemm, conv3x3; with --only, whatever it selects) at 1 and 2 threads.
-#   scripts/bench_compare.sh ROUNDS --steps [--reps 3]
-#     the whole training / inference steps (ResNet-18/50, RetinaNet-R18/R50) at 2 threads, each workload in
-#     its own process so that its peak resident memory (peak_rss_mb) is its own; also prints icd's GFLOP/s
-#     and both peak RSS (the largest over the rounds).
+#   scripts/bench_compare.sh ROUNDS --steps [--only FILTER] [--reps 3]
+#     the whole training / inference steps (ResNet-18/50, RetinaNet-R18/R50, the ICD distillation step of
+#     an R18 student from an R50 teacher) at 2 threads, each workload in its own process so that its peak
+#     resident memory (peak_rss_mb) is its own; also prints icd's GFLOP/s and both peak RSS (the largest
+#     over the rounds). --only keeps the steps whose name contains FILTER.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -27,6 +28,21 @@ if [[ ${1:-} == --steps ]]; then
       steps+=("$model train b1 $size" "$model infer b1 $size")
     done
   done
+  steps+=("icd-r18<-r50 train b1 320" "icd-r18<-r50 train b1 512")
+  if [[ ${1:-} == --only ]]; then
+    filter=$2
+    shift 2
+    selected=()
+    for name in "${steps[@]}"; do
+      if [[ $name == *"$filter"* ]]; then selected+=("$name"); fi
+    done
+    if ((${#selected[@]} == 0)); then
+      echo "bench_compare.sh: no step matches \"$filter\"; the steps are:" >&2
+      printf '  %s\n' "${steps[@]}" >&2
+      exit 2
+    fi
+    steps=("${selected[@]}")
+  fi
   for ((r = 0; r < rounds; ++r)); do
     for name in "${steps[@]}"; do
       "$bench" --threads "$threads" --json --only "$name" --exact "$@" >>"$results"

@@ -12,7 +12,10 @@ Two kinds of workload:
   ResNet-18/50 FPN backbone (batch 1, S x S), built as retinanet_resnet50_fpn builds it for training from
   pretrained weights: FrozenBatchNorm2d, 3 trainable backbone layers, C3-C5, P6 from P5 (LastLevelP6P7(256,
   256)), 91 classes, min_size = max_size = S so that the internal transform keeps the S x S size. Weights
-  are torchvision's random initialisation. Their FLOPs are not counted here (gflops is null in JSON).
+  are torchvision's random initialisation. Their FLOPs are not counted here (gflops is null in JSON);
+- the ICD distillation step ("icd-r18<-r50 train b1 S"): the R50-FPN RetinaNet above as a frozen teacher
+  (backbone + FPN under no_grad), the R18-FPN one as the student in training mode, and a compact PyTorch
+  ICD module doing the same work as icd's distill/ (see icd_workloads).
 
 Each workload is built only when it passes the --only filter, so one workload in its own process (as
 scripts/bench_compare.sh --steps runs them) reports its own peak resident memory (peak_rss_mb).
@@ -22,6 +25,7 @@ scripts/bench_compare.sh --steps runs them) reports its own peak resident memory
 """
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -49,7 +53,9 @@ def kernel_workloads(torch, F):
             return lambda: torch.mm(a, b, out=c)
 
         workloads.append((f"sgemm {n}", 2.0 * n ** 3, make_sgemm))
-    for (n, ch, h, w, out) in ((1, 64, 56, 56, 64), (1, 256, 14, 14, 256)):
+    # Two kernel-sized cases, then the 3x3 stride-1 convolutions of each ResNet-18 stage at batch 2.
+    for (n, ch, h, w, out) in ((1, 64, 56, 56, 64), (1, 256, 14, 14, 256), (2, 64, 56, 56, 64),
+                               (2, 128, 28, 28, 128), (2, 256, 14, 14, 256), (2, 512, 7, 7, 512)):
         shape = f"{n}x{ch}x{h}x{w} {ch}->{out}"
         flops = 2.0 * n * out * h * w * ch * 9
 
@@ -172,6 +178,162 @@ def step_workloads(torch, F, torchvision):
     return workloads
 
 
+# The ICD distillation step (spec/icd.md; icd's distill/icd_module.h, distill/objectives.h). This module does
+# the same work as icd's InstanceConditionalDistiller with the same shapes, layers and operations (one
+# decoder layer, 8 heads of 32, FFN 1024, 256-wide encoder and predictor MLPs, 3 real + 15 fake queries,
+# the auxiliary identification and localisation losses, the value distillation over p3..p7, both
+# optimizers as icd's trainer steps them), but it is not numerically identical to it: different random
+# weights, fake instances and jitter.
+ICD_CLASSES = 91  # the detectors' label space
+ICD_HIDDEN, ICD_HEADS, ICD_FFN = 256, 8, 1024
+ICD_FAKES_PER_REAL, ICD_JITTER, ICD_DISTILL_WEIGHT = 5, 0.3, 8.0
+ICD_ITERATION, ICD_ITERATIONS = 1000, 90000  # past the warm-up; the cosine schedule's length
+
+
+def build_icd_module(torch):
+    """The four trainable parts: instance encoder, teacher decoder, auxiliary predictor, student adapter."""
+    nn = torch.nn
+
+    def mlp(inputs, outputs):
+        return nn.Sequential(nn.Linear(inputs, ICD_HIDDEN), nn.ReLU(), nn.Linear(ICD_HIDDEN, ICD_HIDDEN), nn.ReLU(),
+                             nn.Linear(ICD_HIDDEN, outputs))
+
+    c = ICD_HIDDEN
+    # icd packs q, k and v into one in_proj (as nn.MultiheadAttention): the same three products.
+    decoder = nn.ModuleDict({"pos_proj": nn.Linear(c, c), "q_proj": nn.Linear(c, c), "k_proj": nn.Linear(c, c),
+                             "v_proj": nn.Linear(c, c), "out_proj": nn.Linear(c, c), "norm1": nn.LayerNorm(c),
+                             "linear1": nn.Linear(c, ICD_FFN), "linear2": nn.Linear(ICD_FFN, c),
+                             "norm2": nn.LayerNorm(c)})
+    return nn.ModuleDict({"encoder": mlp(ICD_CLASSES + 2 * 128 + 10, c), "decoder": decoder,
+                          "predictor": mlp(c, 5), "student_adapter": nn.Linear(c, c)})
+
+
+def icd_queries(torch, boxes, labels, size):
+    """One image's queries: the real boxes, 5 fakes per real box from the prior of the ground truth (per class:
+    mean and std of the normalised box size, frequency), a jittered reference point for each. Returns the
+    descriptors [1, K, classes + 266] and the targets [1, K, 4], real mask [1, K] (no padding: one image)."""
+    n = len(labels)
+    k = min(max(1, n * (ICD_FAKES_PER_REAL + 1)), max(300, n))
+    sizes = (boxes[:, 2:] - boxes[:, :2]) / size  # the prior: one box per class, std 0
+    pick = torch.multinomial(torch.ones(n), k - n, replacement=True)
+    fake_wh = sizes[pick].clamp(0.002, 0.7)
+    fake_centre = torch.rand(k - n, 2).clamp(0.03, 0.97)
+    fake = (torch.cat([fake_centre - fake_wh / 2, fake_centre + fake_wh / 2], 1).clamp(0, 1)) * size
+    boxes = torch.cat([boxes, fake]) / size
+    labels = torch.cat([labels, labels[pick]])
+    wh = boxes[:, 2:] - boxes[:, :2]
+    point = (boxes[:, :2] + boxes[:, 2:]) / 2 + (torch.rand(k, 2) * 2 - 1) * ICD_JITTER * wh
+    frequencies = 10000 ** (2 * torch.arange(64, dtype=torch.float32) / 128)
+    angles = 2 * torch.pi * point[:, :, None] / frequencies  # [K, 2, 64]
+    position = torch.cat([angles.sin(), angles.cos()], 2).flatten(1)  # [PE(cx') | PE(cy')], sines then cosines
+    bins = (1.44 * torch.log(wh * size) - 5).trunc().clamp(0, 4).long()
+    scale = torch.nn.functional.one_hot(bins, 5).flatten(1).float()  # [w bins | h bins]
+    onehot = torch.nn.functional.one_hot(labels, ICD_CLASSES).float()
+    descriptors = torch.cat([onehot, position, scale], 1)
+    targets = torch.cat([point - boxes[:, :2], boxes[:, 2:] - point], 1)
+    real = (torch.arange(k) < n).float()
+    return descriptors[None], targets[None], real[None]
+
+
+def sine_position(torch, levels, batch):
+    """DETR's normalised sine embedding [S, B, 256] of every level (no padding: the images fill the batch)."""
+    frequencies = 10000 ** (2 * (torch.arange(128) // 2) / 128)
+    embeddings = []
+    for (h, w) in levels:
+        not_mask = torch.ones(batch, h, w)
+        y = not_mask.cumsum(1)
+        x = not_mask.cumsum(2)
+        y = y / (y[:, -1:, :] + 1e-6) * 2 * torch.pi
+        x = x / (x[:, :, -1:] + 1e-6) * 2 * torch.pi
+        pos_x, pos_y = x[..., None] / frequencies, y[..., None] / frequencies
+        pos_x = torch.stack([pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()], 4).flatten(3)
+        pos_y = torch.stack([pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()], 4).flatten(3)
+        embeddings.append(torch.cat([pos_y, pos_x], 3).flatten(1, 2).permute(1, 0, 2))
+    return torch.cat(embeddings)
+
+
+def icd_losses(torch, F, icd, teacher_levels, student_levels, descriptors, targets, real):
+    """aux_conf, aux_reg and lambda * distill for one batch (spec sections 1-4)."""
+    def flatten(levels):  # [B, C, H, W] per level -> [S, B, C], levels in order
+        return torch.cat([x.flatten(2).permute(2, 0, 1) for x in levels])
+
+    dec = icd["decoder"]
+    x_teacher = flatten(teacher_levels)
+    s, b, c = x_teacher.shape
+    heads, d = ICD_HEADS, c // ICD_HEADS
+    with torch.no_grad():
+        position = sine_position(torch, [t.shape[2:] for t in teacher_levels], b)
+        padding = torch.zeros(b, s, dtype=torch.bool)
+    q0 = icd["encoder"](descriptors).permute(1, 0, 2)  # [L, B, C]
+    length = q0.shape[0]
+    q = dec["q_proj"](q0).reshape(length, b, heads, d).permute(1, 2, 0, 3)
+    k = dec["k_proj"](x_teacher + dec["pos_proj"](position)).reshape(s, b, heads, d).permute(1, 2, 0, 3)
+    v_teacher = dec["v_proj"](x_teacher).reshape(s, b, heads, d)
+    logits = (q @ k.transpose(2, 3) / d ** 0.5).masked_fill(padding[:, None, None, :], float("-inf"))
+    mixed = logits.softmax(-1) @ v_teacher.permute(1, 2, 0, 3)  # [B, H, L, d]
+    z = dec["norm1"](q0 + dec["out_proj"](mixed.permute(2, 0, 1, 3).reshape(length, b, c)))
+    g = dec["norm2"](z + dec["linear2"](F.relu(dec["linear1"](z))))
+
+    predictions = icd["predictor"](g).permute(1, 0, 2)  # [B, L, 5]
+    valid = torch.ones_like(real)
+    aux_conf = (F.binary_cross_entropy_with_logits(predictions[..., 0], real, reduction="none") * valid).sum() \
+        / valid.sum().clamp(min=1e-6)
+    scale = (targets + targets[..., [2, 3, 0, 1]]).clamp(min=1e-7)
+    relative = (predictions[..., 1:].sigmoid() - targets).abs() / scale
+    aux_reg = (relative.sum(2) * real).sum() / real.sum().clamp(min=1e-6)
+
+    v_student = icd["student_adapter"](flatten(student_levels)).reshape(s, b, heads, d)
+    with torch.no_grad():
+        mask = (real[:, None, None, :] @ logits.softmax(-1)).squeeze(2)  # [B, H, S]: sum over real queries
+        v_target = F.layer_norm(v_teacher, (d,))
+        denominator = mask.sum(2).clamp(min=1e-6)
+    squared = (F.layer_norm(v_student, (d,)) - v_target).pow(2).mean(3).permute(1, 2, 0)  # [B, H, S]
+    distill = ICD_DISTILL_WEIGHT * ((squared * mask).sum(2) / denominator).mean()
+    return aux_conf, aux_reg, distill
+
+
+def icd_workloads(torch, F, torchvision):
+    """One training iteration of icd's distill_retinanet with the ICD method, for S = 320 and 512."""
+    workloads = []
+    for size in (320, 512):
+        def make_icd_train(size=size):
+            teacher = build_retinanet(torchvision, 50, size).eval().requires_grad_(False)
+            student = build_retinanet(torchvision, 18, size).train()
+            captured = {}  # the student's p3..p7 with their graph, as the reference's forward hook keeps them
+            student.backbone.register_forward_hook(
+                lambda module, inputs, out: captured.update(levels=list(out.values())))
+            icd = build_icd_module(torch)
+            student_optimizer = sgd_for(torch, student)
+            icd_optimizer = torch.optim.AdamW(icd.parameters(), lr=1e-4, weight_decay=1e-4)
+            icd_lr = 0.5 * 1e-4 * (1 + math.cos(math.pi * ICD_ITERATION / ICD_ITERATIONS))  # cosine to 0
+            image = torch.rand(3, size, size)
+            boxes = torch.tensor(RETINANET_TARGET_BOXES) * (size / RETINANET_TARGET_BOXES_SIZE)
+            labels = torch.tensor(RETINANET_TARGET_LABELS)
+            target = {"boxes": boxes, "labels": labels}
+
+            def train_step():
+                student_optimizer.zero_grad(set_to_none=True)
+                losses = student([image], [target])
+                with torch.no_grad():  # the teacher runs on the same normalised, padded batch
+                    teacher_levels = list(teacher.backbone(teacher.transform([image])[0].tensors).values())
+                descriptors, targets, real = icd_queries(torch, boxes, labels, size)
+                aux_conf, aux_reg, distill = icd_losses(torch, F, icd, teacher_levels, captured["levels"],
+                                                        descriptors, targets, real)
+                (sum(losses.values()) + aux_conf + aux_reg + distill).backward()
+                torch.nn.utils.clip_grad_norm_(icd.parameters(), 0.01)
+                for group in icd_optimizer.param_groups:
+                    group["lr"] = icd_lr
+                icd_optimizer.step()
+                icd_optimizer.zero_grad(set_to_none=True)
+                torch.nn.utils.clip_grad_value_([p for p in student.parameters() if p.requires_grad], 1.0)
+                student_optimizer.step()
+
+            return train_step
+
+        workloads.append((f"icd-r18<-r50 train b1 {size}", None, make_icd_train))
+    return workloads
+
+
 def median_ms(run, warmup, reps):
     for _ in range(warmup):
         run()
@@ -205,7 +367,8 @@ def main():
             return name == args.only
         return not args.only or args.only in name
 
-    workloads = kernel_workloads(torch, F) + step_workloads(torch, F, torchvision)
+    workloads = (kernel_workloads(torch, F) + step_workloads(torch, F, torchvision)
+                 + icd_workloads(torch, F, torchvision))
     peak = args.peak_gflops_per_core * args.threads
     names = [name for name, _, _ in workloads if selected(name)]
     if not names:
