@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "engine/ops/elementwise.h"
+#include "engine/transfer.h"
 
 namespace icd {
 namespace {
@@ -14,8 +15,11 @@ void check_shape(const Shape& shape, const char* op) {
     if (s < 0) throw std::invalid_argument(std::string(op) + ": negative size in shape " + shape_str(shape));
 }
 
+// Values computed on the host; for another device they are made on the CPU and copied there.
 template <class Fill>
 Tensor filled(const Shape& shape, TensorOptions options, const char* op, Fill fill) {
+  if (!options.device.is_cpu())
+    return to_device(filled(shape, {options.dtype, Device::cpu()}, op, fill), options.device);
   Tensor t = empty(shape, options);
   dispatch_all(options.dtype, op, [&](auto tag) {
     using T = decltype(tag);
@@ -39,6 +43,11 @@ Tensor empty(const Shape& shape, TensorOptions options) {
 }
 
 Tensor full(const Shape& shape, double value, TensorOptions options) {
+  if (options.device.is_cuda()) {  // filled on the device: no host buffer, no transfer
+    Tensor t = empty(shape, options);
+    fill_(t, value);
+    return t;
+  }
   return filled(shape, options, "full", [value](int64_t) { return value; });
 }
 Tensor zeros(const Shape& shape, TensorOptions options) {

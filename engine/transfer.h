@@ -8,8 +8,8 @@
 namespace icd {
 
 // Throws std::runtime_error naming the devices and the reason when the target (or source) device cannot
-// be used, e.g. "cuda:0: CUDA is not available: ..." on a machine without a GPU. A CUDA source must be
-// contiguous (there is no CUDA contiguous() yet).
+// be used, e.g. "cuda:0: CUDA is not available: ..." on a machine without a GPU. Any view may be moved:
+// it is made contiguous on its own device first.
 Tensor to_device(const Tensor& t, Device device);
 
 }  // namespace icd

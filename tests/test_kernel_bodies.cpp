@@ -1,6 +1,8 @@
-// The CPU launch of the kernel bodies the CUDA backend runs: every binary functor of
-// engine/kernels/elementwise_math.h, reached through its BinaryOp name as the CUDA entry point reaches
-// it, in f32 and f64, against values worked out by hand. Runs on every machine, GPU or not.
+// The CPU launch of the kernel bodies the CUDA backend runs: every binary and unary functor of
+// engine/kernels/elementwise_math.h, reached through its BinaryOp / UnaryOp name as the CUDA entry points
+// reach it, in f32 and f64; the strided offsets of views (engine/kernels/strided_index.h); strided maps,
+// copies and fills; and the sum in the GPU's fixed order (engine/kernels/reduce_sum.h). All against values
+// worked out by hand. Runs on every machine, GPU or not.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -10,6 +12,9 @@
 
 #include "engine/kernels/binary_op.h"
 #include "engine/kernels/launch.h"
+#include "engine/kernels/reduce_sum.h"
+#include "engine/kernels/strided_index.h"
+#include "engine/kernels/unary_op.h"
 
 using namespace icd::kernels;
 
@@ -22,7 +27,7 @@ const std::vector<double> kPowBase = {2, 9, 0.25, 4, 1.5};
 const std::vector<double> kPowExponent = {3, 0.5, -1, -0.5, 2};
 
 struct Case {
-  BinaryOp op;
+  BinaryOpCall call;
   std::vector<double> a, b, expected;
 };
 
@@ -47,6 +52,10 @@ const std::vector<Case>& cases() {
       {BinaryOp::tanh_grad, kA, kB, {1.125, 30, -24, -0.75, -12}},           // g (1 - y^2)
       {BinaryOp::sqrt_grad, kA, kB, {1.5, -0.25, 0.5, -0.0625, 1}},          // g / (2 y)
       {BinaryOp::abs_grad, kA, {0.5, 4, 0, -2, 2}, {1.5, -2, 0, -0.25, 4}},  // sign(x) g, 0 at 0
+      // g * 2 * x^1, and the gradient of clamp to [-2, 3]: passes where -2 <= x <= 3.
+      {{BinaryOp::pow_scalar_grad, 2.0}, kA, kB, {1.5, -16, 18, -1, 16}},
+      {{BinaryOp::clamp_grad, -2.0, 3.0}, kA, {0.5, 4, 3, -2, -2.5}, {1.5, 0, 3, 0.25, 0}},
+      {{BinaryOp::add_scaled, -0.5}, kA, kB, {1.25, -4, 1.5, 1.25, 3}},  // dst + alpha src
   };
   return all;
 }
@@ -59,11 +68,11 @@ std::vector<T> as(const std::vector<double>& values) {
 template <class T>
 void check_case(const Case& c) {
   std::vector<T> a = as<T>(c.a), b = as<T>(c.b), out(a.size(), T(-99));
-  visit_binary_op(c.op,
+  visit_binary_op(c.call,
                   [&](auto f) { cpu_launch_binary(f, a.data(), b.data(), out.data(), int64_t(a.size())); });
   for (std::size_t i = 0; i < out.size(); ++i) {
     CAPTURE(i);
-    if (c.op == BinaryOp::pow)  // std::pow need not be exact; within a few ulps of the exact value
+    if (c.call.op == BinaryOp::pow)  // std::pow need not be exact; within a few ulps of the exact value
       CHECK(out[i] == doctest::Approx(T(c.expected[i])).epsilon(sizeof(T) == 4 ? 1e-6 : 1e-14));
     else
       CHECK(out[i] == T(c.expected[i]));
@@ -75,8 +84,10 @@ TEST_CASE("every BinaryOp has a name and a hand-checked case") {
   std::set<int> covered;
   std::set<std::string> names;
   for (const Case& c : cases()) {
-    covered.insert(int(c.op));
-    names.insert(binary_op_name(c.op));
+    covered.insert(int(c.call.op));
+    names.insert(binary_op_name(c.call.op));
+    // The functor visit_binary_op hands out maps back to the same call, parameters included.
+    CHECK(visit_binary_op(c.call, [](auto f) { return binary_op_call(f); }) == c.call);
   }
   CHECK(int(covered.size()) == kBinaryOpCount);
   CHECK(int(names.size()) == kBinaryOpCount);
@@ -87,7 +98,7 @@ TEST_CASE("every BinaryOp has a name and a hand-checked case") {
 
 TEST_CASE("cpu_launch_binary runs each functor over f32 and f64 arrays") {
   for (const Case& c : cases()) {
-    CAPTURE(binary_op_name(c.op));
+    CAPTURE(binary_op_name(c.call.op));
     check_case<float>(c);
     check_case<double>(c);
   }
@@ -117,4 +128,215 @@ TEST_CASE("comparison bodies on NaN, division by zero") {
   CHECK(MinimumOp{}(-0.5f, 2.0f) == -0.5f);
   CHECK(DivOp{}(1.0f, 0.0f) == INFINITY);
   CHECK(SqrtGradOp{}(1.0, 0.0) == INFINITY);
+}
+
+namespace {
+struct UnaryCase {
+  UnaryOpCall call;
+  std::vector<double> x, expected;
+};
+
+const std::vector<UnaryCase>& unary_cases() {
+  static const std::vector<UnaryCase> all = {
+      {UnaryOp::neg, {1.5, -2, 0}, {-1.5, 2, 0}},
+      {UnaryOp::exp, {0, 1}, {1, 2.718281828459045}},
+      {UnaryOp::log, {1, 0.25}, {0, -1.3862943611198906}},
+      {UnaryOp::sqrt, {4, 0.25, 0}, {2, 0.5, 0}},
+      {UnaryOp::abs, {-1.5, 2, 0}, {1.5, 2, 0}},
+      {UnaryOp::relu, {-1.5, 2, 0}, {0, 2, 0}},
+      {UnaryOp::tanh, {0, 0.5}, {0, 0.46211715726000974}},
+      {UnaryOp::sigmoid, {0, -1, 1}, {0.5, 0.2689414213699951, 0.7310585786300049}},
+      {{UnaryOp::pow_scalar, 3.0}, {2, -0.5, 1.5}, {8, -0.125, 3.375}},
+      {{UnaryOp::clamp, -1.0, 0.5}, {-2, 0.25, 3}, {-1, 0.25, 0.5}},
+      {{UnaryOp::scale, -2.0}, {1.5, -0.25, 0}, {-3, 0.5, 0}},
+  };
+  return all;
+}
+
+// A one-dimensional contiguous layout of n elements for `operands` operands.
+template <int N>
+StridedLayout<N> contiguous_layout(int64_t n) {
+  std::array<std::vector<int64_t>, N> strides;
+  for (auto& s : strides)
+    s = {1};
+  return make_strided_layout<N>({n}, strides, "test");
+}
+
+template <class T>
+void check_unary_case(const UnaryCase& c) {
+  std::vector<T> x = as<T>(c.x), out(x.size(), T(-99));
+  visit_unary_op(c.call, [&](auto f) {
+    cpu_launch_strided_map(f, contiguous_layout<2>(int64_t(x.size())), out.data(), x.data());
+  });
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    CAPTURE(i);
+    CHECK(out[i] == doctest::Approx(T(c.expected[i])).epsilon(sizeof(T) == 4 ? 1e-6 : 1e-14));
+  }
+}
+}  // namespace
+
+TEST_CASE("every UnaryOp has a name, a hand-checked case, and maps back from its functor") {
+  std::set<int> covered;
+  std::set<std::string> names;
+  for (const UnaryCase& c : unary_cases()) {
+    CAPTURE(unary_op_name(c.call.op));
+    covered.insert(int(c.call.op));
+    names.insert(unary_op_name(c.call.op));
+    CHECK(visit_unary_op(c.call, [](auto f) { return unary_op_call(f); }) == c.call);
+    check_unary_case<float>(c);
+    check_unary_case<double>(c);
+  }
+  CHECK(int(covered.size()) == kUnaryOpCount);
+  CHECK(int(names.size()) == kUnaryOpCount);
+  CHECK(std::string(unary_op_name(UnaryOp(kUnaryOpCount))) == "?");
+  CHECK_THROWS_AS(visit_unary_op(UnaryOp(kUnaryOpCount), [](auto) { return 0; }), std::invalid_argument);
+}
+
+TEST_CASE("strided offsets of permuted, sliced and expanded views") {
+  // A row-major [2, 3, 4] tensor: strides 12, 4, 1. Its permutation (2, 0, 1) has shape [4, 2, 3] and
+  // strides 1, 12, 4: element i = (a, b, c) row-major over [4, 2, 3] lives at a + 12 b + 4 c.
+  StridedLayout<1> permuted;
+  permuted.ndim = 3;
+  permuted.numel = 24;
+  const int64_t sizes[3] = {4, 2, 3}, strides[3] = {1, 12, 4};
+  for (int d = 0; d < 3; ++d) {
+    permuted.sizes[d] = sizes[d];
+    permuted.strides[0][d] = strides[d];
+  }
+  CHECK(permuted.offset(0, 0) == 0);
+  CHECK(permuted.offset(0, 1) == 4);    // (0, 0, 1)
+  CHECK(permuted.offset(0, 3) == 12);   // (0, 1, 0)
+  CHECK(permuted.offset(0, 6) == 1);    // (1, 0, 0)
+  CHECK(permuted.offset(0, 23) == 23);  // (3, 1, 2): 3 + 12 + 8
+
+  // narrow(1, 1, 2) of a [3, 5] row-major tensor: shape [3, 2], strides 5, 1 (the start offset 1 is in
+  // the pointer the kernel gets, not in the layout).
+  StridedLayout<1> sliced = make_strided_layout<1>({3, 2}, {std::vector<int64_t>{5, 1}}, "test");
+  CHECK(sliced.ndim == 2);
+  const std::vector<int64_t> sliced_offsets = {0, 1, 5, 6, 10, 11};
+  for (int64_t i = 0; i < 6; ++i)
+    CHECK(sliced.offset(0, i) == sliced_offsets[i]);
+
+  // A [3] vector expanded to [2, 3] (stride 0 along the new dim) next to a contiguous [2, 3] output.
+  StridedLayout<2> expanded =
+      make_strided_layout<2>({2, 3}, {std::vector<int64_t>{3, 1}, std::vector<int64_t>{0, 1}}, "test");
+  int64_t off[2];
+  const std::vector<std::array<int64_t, 2>> expected = {{0, 0}, {1, 1}, {2, 2}, {3, 0}, {4, 1}, {5, 2}};
+  for (int64_t i = 0; i < 6; ++i) {
+    expanded.offsets(i, off);
+    CHECK(off[0] == expected[i][0]);
+    CHECK(off[1] == expected[i][1]);
+    CHECK(expanded.offset(1, i) == expected[i][1]);
+  }
+}
+
+TEST_CASE("make_strided_layout merges back-to-back dims, drops size-1 dims, caps the dimension count") {
+  // Contiguous [2, 3, 4] in two operands: one dimension of 24.
+  StridedLayout<2> flat = make_strided_layout<2>(
+      {2, 3, 4}, {std::vector<int64_t>{12, 4, 1}, std::vector<int64_t>{12, 4, 1}}, "test");
+  CHECK(flat.ndim == 1);
+  CHECK(flat.numel == 24);
+  CHECK(flat.sizes[0] == 24);
+  CHECK(flat.strides[1][0] == 1);
+  // The second operand has its last two dims transposed, so nothing merges; the size-1 dim is dropped.
+  StridedLayout<2> mixed = make_strided_layout<2>(
+      {2, 1, 3, 4}, {std::vector<int64_t>{12, 12, 4, 1}, std::vector<int64_t>{12, 99, 1, 3}}, "test");
+  CHECK(mixed.ndim == 3);
+  CHECK(mixed.numel == 24);
+  // 0-d: one element at offset 0; an empty shape anywhere: nothing to visit.
+  StridedLayout<1> scalar = make_strided_layout<1>({}, {std::vector<int64_t>{}}, "test");
+  CHECK(scalar.ndim == 0);
+  CHECK(scalar.numel == 1);
+  CHECK(scalar.offset(0, 0) == 0);
+  CHECK(make_strided_layout<1>({3, 0}, {std::vector<int64_t>{0, 1}}, "test").numel == 0);
+  // Nine dims that cannot merge (every stride 3x too large) exceed kMaxDims; the error names the op.
+  std::vector<int64_t> shape(9, 2), strides(9);
+  for (int d = 8, s = 1; d >= 0; --d, s *= 6)
+    strides[d] = s;
+  CHECK_THROWS_WITH_AS(make_strided_layout<1>(shape, {strides}, "my_op"), doctest::Contains("my_op"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(make_strided_layout<1>({2, 2}, {std::vector<int64_t>{1}}, "test"), std::invalid_argument);
+}
+
+TEST_CASE("cpu_launch_strided_map: broadcast binary, where, converting copy, fill of a strided view") {
+  // out[2, 3] = a[2, 1] - b[3] (a broadcast along columns, b along rows).
+  const std::vector<double> a = {10, 20}, b = {1, 2, 3};
+  std::vector<double> out(6, -1);
+  StridedLayout<3> layout = make_strided_layout<3>(
+      {2, 3}, {std::vector<int64_t>{3, 1}, std::vector<int64_t>{1, 0}, std::vector<int64_t>{0, 1}}, "test");
+  cpu_launch_strided_map(SubOp{}, layout, out.data(), a.data(), b.data());
+  CHECK(out == std::vector<double>{9, 8, 7, 19, 18, 17});
+
+  // where(condition[3], x[2, 3] transposed from [3, 2], y = scalar).
+  const std::vector<float> condition = {1, 0, 2}, x_storage = {1, 2, 3, 4, 5, 6}, y = {-1};
+  std::vector<float> selected(6, 0);
+  StridedLayout<4> where_layout =
+      make_strided_layout<4>({2, 3},
+                             {std::vector<int64_t>{3, 1}, std::vector<int64_t>{0, 1},
+                              std::vector<int64_t>{1, 2}, std::vector<int64_t>{0, 0}},
+                             "test");
+  cpu_launch_strided_map(WhereOp{}, where_layout, selected.data(), condition.data(), x_storage.data(),
+                         y.data());
+  CHECK(selected == std::vector<float>{1, -1, 5, 2, -1, 6});
+
+  // A copy that converts f64 to i64 (truncating, as static_cast does) in reversed order.
+  const std::vector<double> source = {1.75, -2.5, 3.0};
+  std::vector<int64_t> converted(3, 0);
+  StridedLayout<2> reversed =
+      make_strided_layout<2>({3}, {std::vector<int64_t>{1}, std::vector<int64_t>{-1}}, "test");
+  cpu_launch_strided_map(CopyOp{}, reversed, converted.data(), source.data() + 2);
+  CHECK(converted == std::vector<int64_t>{3, -2, 1});
+
+  // fill the second column of a [3, 2] buffer.
+  std::vector<double> grid(6, 0);
+  cpu_launch_strided_map(ConstantOp<double>{7},
+                         make_strided_layout<1>({3}, {std::vector<int64_t>{2}}, "test"), grid.data() + 1);
+  CHECK(grid == std::vector<double>{0, 7, 0, 7, 0, 7});
+}
+
+namespace {
+// x[o, j] = o * 1000 + j over a [outputs, per_output] tensor stored transposed (strides 1, outputs),
+// summed over j: every partial sum is an integer below 2^53, so any order gives the exact value.
+void check_sum(int64_t outputs, int64_t per_output, const SumPlan& plan) {
+  CAPTURE(outputs);
+  CAPTURE(per_output);
+  CAPTURE(plan.threads);
+  CAPTURE(plan.chunks);
+  std::vector<double> x(outputs * per_output);
+  for (int64_t o = 0; o < outputs; ++o)
+    for (int64_t j = 0; j < per_output; ++j)
+      x[j * outputs + o] = double(o * 1000 + j);
+  SumLayout layout{make_strided_layout<1>({outputs}, {std::vector<int64_t>{1}}, "test"),
+                   make_strided_layout<1>({per_output}, {std::vector<int64_t>{outputs}}, "test")};
+  std::vector<double> out(outputs, -1);
+  cpu_launch_sum(x.data(), layout, plan, out.data());
+  for (int64_t o = 0; o < outputs; ++o)
+    CHECK(out[o] == double(o * 1000 * per_output + per_output * (per_output - 1) / 2));
+}
+}  // namespace
+
+TEST_CASE("cpu_launch_sum: serial, tree and chunked plans give the exact sums") {
+  check_sum(5, 7, plan_sum(5, 7));  // short outputs: one thread each
+  CHECK(plan_sum(5, 7).threads == 1);
+  check_sum(3, 1000, plan_sum(3, 1000));  // one block per output, a tree of kSumThreads partials
+  CHECK(plan_sum(3, 1000).threads == kSumThreads);
+  CHECK(plan_sum(3, 1000).chunks == 1);
+  SumPlan chunked{4, 3, 5};  // 3 chunks of 5 (the last one short), 4 threads each
+  check_sum(2, 13, chunked);
+  check_sum(4, 0, plan_sum(4, 0));  // a sum of nothing is 0
+}
+
+TEST_CASE("plan_sum splits few long outputs into chunks that cover every element once") {
+  for (int64_t outputs : {int64_t(1), int64_t(3), int64_t(5000)}) {
+    for (int64_t per_output : {int64_t(33), int64_t(100000), int64_t(1) << 24}) {
+      CAPTURE(outputs);
+      CAPTURE(per_output);
+      SumPlan plan = plan_sum(outputs, per_output);
+      CHECK(plan.chunks * plan.chunk_length >= per_output);
+      CHECK((plan.chunks - 1) * plan.chunk_length < per_output);
+      CHECK((plan.threads & (plan.threads - 1)) == 0);
+      if (outputs == 1 && per_output == (int64_t(1) << 24)) CHECK(plan.chunks > 1);
+      if (outputs == 5000) CHECK(plan.chunks == 1);
+    }
+  }
 }

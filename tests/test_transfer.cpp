@@ -1,11 +1,15 @@
-// to_device and Storage on devices other than the CPU (engine/transfer.h, engine/device_memory.h).
-// Everywhere: CPU-to-CPU transfers, and on a machine without a usable GPU, a CUDA allocation or transfer
-// fails with a message that names the device and why. The round trips through a GPU are in
-// tests/test_cuda_parity.cpp (skipped, visibly, where there is no GPU).
+// to_device and Storage on devices other than the CPU (engine/transfer.h, engine/device_memory.h), and
+// the device checks of engine/dispatch.h. Everywhere: CPU-to-CPU transfers, the refusal of mixed devices
+// and dtypes (checked on placements, since no CUDA tensor can be made without a GPU), the messages of
+// ops without a CUDA kernel or without a CUDA backend; and on a machine without a usable GPU, a CUDA
+// allocation, transfer or factory fails with a message that names the device and why. The round trips through
+// a GPU are in tests/test_cuda_parity.cpp (skipped, visibly, where there is no GPU).
 #include <doctest/doctest.h>
 
 #include "engine/cuda_status.h"
+#include "engine/dispatch.h"
 #include "engine/factory.h"
+#include "engine/ops/elementwise.h"
 #include "engine/transfer.h"
 
 using namespace icd;
@@ -26,4 +30,38 @@ TEST_CASE("without a usable GPU, CUDA storage and transfers fail naming the devi
   CHECK_THROWS_WITH(to_device(t, Device::cuda()), doctest::Contains("cuda:0"));
   CHECK_THROWS_WITH(to_device(t, Device::cuda()), doctest::Contains(cuda_status().reason.c_str()));
   CHECK_THROWS_WITH(empty({4}, {DType::f32, Device::cuda()}), doctest::Contains("cuda:0"));
+  // Factories that fill on the device, and those that fill on the host and copy, refuse the same way.
+  CHECK_THROWS_WITH(zeros({4}, {DType::f32, Device::cuda()}),
+                    doctest::Contains(cuda_status().reason.c_str()));
+  CHECK_THROWS_WITH(randn({4}, gen, {DType::f64, Device::cuda()}), doctest::Contains("cuda:0"));
+}
+
+TEST_CASE(
+    "an op's arguments must share a device and a dtype: the error names the op, both arguments and both") {
+  const Device cpu = Device::cpu(), gpu = Device::cuda(0);
+  CHECK(common_device("add", {{"a", cpu, DType::f32}, {"b", cpu, DType::f32}}) == cpu);
+  CHECK(common_device("add", {{"a", gpu, DType::f64}, {"b", gpu, DType::f64}}) == gpu);
+  CHECK_THROWS_WITH_AS(common_device("add", {{"a", cpu, DType::f32}, {"b", gpu, DType::f32}}),
+                       "add: b is on cuda:0 but a is on cpu", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(common_device("where", {{"condition", gpu, DType::f32},
+                                               {"a", gpu, DType::f32},
+                                               {"b", Device::cuda(1), DType::f32}}),
+                       "where: b is on cuda:1 but condition is on cuda:0", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(common_device("mul", {{"a", cpu, DType::f32}, {"b", cpu, DType::f64}}),
+                       "mul: b has dtype f64 but a has dtype f32", std::invalid_argument);
+  CHECK_THROWS_AS(common_device("mul", {}), std::invalid_argument);
+  // The tensor version runs the same check; undefined tensors (an absent bias) are skipped.
+  Generator gen(2);
+  const Tensor x32 = randn({2}, gen), x64 = randn({2}, gen, {DType::f64});
+  CHECK(op_device("add", {{"a", x32}, {"bias", Tensor()}, {"b", x32}}) == cpu);
+  CHECK_THROWS_WITH_AS(add(x32, x64), "add: b has dtype f64 but a has dtype f32", std::invalid_argument);
+}
+
+TEST_CASE("a build without CUDA refuses naming the op; require_cpu lets CPU tensors through") {
+  const std::string message = no_cuda_backend_message("sum");
+  CHECK(message.rfind("sum: ", 0) == 0);
+  CHECK(message.find("this build has no CUDA backend") != std::string::npos);
+  Generator gen(3);
+  const Tensor x = randn({2}, gen);
+  CHECK_NOTHROW(require_cpu("matmul", {{"a", x}}));  // a CPU tensor passes
 }

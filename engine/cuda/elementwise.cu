@@ -24,9 +24,9 @@ __global__ void binary_kernel(F f, const T* a, const T* b, T* out, int64_t n) {
 }
 }  // namespace
 
-void cuda_binary_elementwise(kernels::BinaryOp op, DType dtype, const void* a, const void* b, void* out,
+void cuda_binary_elementwise(kernels::BinaryOpCall op, DType dtype, const void* a, const void* b, void* out,
                              int64_t n, int device) {
-  const char* name = kernels::binary_op_name(op);
+  const char* name = kernels::binary_op_name(op.op);
   if (n < 0) throw std::invalid_argument(std::string("cuda_binary_elementwise(") + name + "): n < 0");
   if (dtype != DType::f32 && dtype != DType::f64)
     throw std::invalid_argument(std::string("cuda_binary_elementwise(") + name + "): dtype " +

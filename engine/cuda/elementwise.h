@@ -13,7 +13,7 @@ namespace icd::cuda {
 // (f32 or f64) in the memory of `device`; out may alias a or b. Queued on the device's stream
 // (engine/cuda/device_memory.h) and returns at once. Throws std::invalid_argument for another dtype or
 // n < 0, std::runtime_error when CUDA is unavailable or the launch fails.
-void cuda_binary_elementwise(kernels::BinaryOp op, DType dtype, const void* a, const void* b, void* out,
+void cuda_binary_elementwise(kernels::BinaryOpCall op, DType dtype, const void* a, const void* b, void* out,
                              int64_t n, int device);
 
 }  // namespace icd::cuda

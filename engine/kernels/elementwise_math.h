@@ -158,6 +158,22 @@ struct ClampOp {
   }
 };
 
+// ---- in-place updates: dst = f(dst[, src]) (add_ and mul_)
+struct AddScaledOp {
+  double alpha;
+  template <class T>
+  ICD_HD T operator()(T dst, T src) const {
+    return dst + static_cast<T>(alpha) * src;
+  }
+};
+struct ScaleOp {
+  double factor;
+  template <class T>
+  ICD_HD T operator()(T x) const {
+    return x * static_cast<T>(factor);
+  }
+};
+
 // ---- backward bodies: dL/dx from the incoming gradient g and a saved value (x or y)
 struct ReluGradOp {
   template <class T>
@@ -204,6 +220,19 @@ struct ClampGradOp {
   ICD_HD T operator()(T g, T x) const {
     return (x >= T(low) && x <= T(high)) ? g : T(0);
   }
+};
+
+// ---- data movement: copies (converting the dtype on assignment) and fills
+struct CopyOp {
+  template <class T>
+  ICD_HD T operator()(T x) const {
+    return x;
+  }
+};
+template <class T>
+struct ConstantOp {
+  T value;
+  ICD_HD T operator()() const { return value; }
 };
 
 // ---- selection

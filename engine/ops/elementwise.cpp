@@ -19,9 +19,12 @@
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
+#include "engine/kernels/binary_op.h"
 #include "engine/kernels/elementwise_math.h"
+#include "engine/kernels/unary_op.h"
 #include "engine/ops/reduce.h"
 
 namespace icd {
@@ -84,13 +87,22 @@ Tensor map_elements(const char* name, const std::array<Tensor, N>& in, Op op) {
   return out;
 }
 
+// On a CUDA device the functor crosses to the backend by name (kernels::binary_op_call / unary_op_call).
 Tensor map_binary(const char* name, const Tensor& a, const Tensor& b, auto op) {
-  require_cpu(name, {{"a", a}, {"b", b}});
+  if (op_device(name, {{"a", a}, {"b", b}}).is_cuda()) {
+    Tensor out = empty(broadcast_shapes(a.shape(), b.shape(), name), a.options());
+    cuda_ops::map_binary(name, kernels::binary_op_call(op), a, b, out);
+    return out;
+  }
   return map_elements<2>(name, {a, b}, op);
 }
 
 Tensor map_unary(const char* name, const Tensor& x, auto op) {
-  require_cpu(name, {{"x", x}});
+  if (op_device(name, {{"x", x}}).is_cuda()) {
+    Tensor out = empty(x.shape(), x.options());
+    cuda_ops::map_unary(name, kernels::unary_op_call(op), x, out);
+    return out;
+  }
   return map_elements<1>(name, {x}, op);
 }
 
@@ -101,7 +113,7 @@ Tensor scalar_like(double value, const Tensor& t) {
 // Records a unary op whose gradient is grad_op(g, saved).
 void record_unary(Tensor& y, const char* name, const Tensor& x, const Tensor& saved, auto grad_op) {
   autograd::record(y, name, {x}, [saved, grad_op, name](const Tensor& g) -> std::vector<Tensor> {
-    return {map_elements<2>(name, {g, saved}, grad_op)};
+    return {map_binary(name, g, saved, grad_op)};
   });
 }
 
@@ -255,8 +267,14 @@ Tensor clamp(const Tensor& x, double low, double high) {
 }
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
-  require_cpu("where", {{"condition", condition}, {"a", a}, {"b", b}});
-  Tensor out = map_elements<3>("where", {condition, a, b}, kernels::WhereOp{});
+  Tensor out;
+  if (op_device("where", {{"condition", condition}, {"a", a}, {"b", b}}).is_cuda()) {
+    out = empty(broadcast_shapes(broadcast_shapes(condition.shape(), a.shape(), "where"), b.shape(), "where"),
+                a.options());
+    cuda_ops::where("where", condition, a, b, out);
+  } else {
+    out = map_elements<3>("where", {condition, a, b}, kernels::WhereOp{});
+  }
   autograd::record(
       out, "where", {a, b},
       [c = condition.detach(), sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
@@ -317,8 +335,12 @@ void check_broadcasts_to(const Tensor& src, const Tensor& dst, const char* op) {
 
 void add_(Tensor& dst, const Tensor& src, double alpha) {
   check_writable(dst, "add_");
-  require_cpu("add_", {{"dst", dst}, {"src", src}});
+  const Device device = op_device("add_", {{"dst", dst}, {"src", src}});
   check_broadcasts_to(src, dst, "add_");
+  if (device.is_cuda()) {
+    cuda_ops::map_binary("add_", kernels::binary_op_call(kernels::AddScaledOp{alpha}), dst, src, dst);
+    return;
+  }
   dispatch_floating(dst.dtype(), "add_", [&](auto tag) {
     using T = decltype(tag);
     T* d = dst.data<T>();
@@ -339,9 +361,14 @@ void add_(Tensor& dst, const Tensor& src, double alpha) {
 
 void copy_(Tensor& dst, const Tensor& src) {
   check_writable(dst, "copy_");
-  if (!dst.device().is_cpu() || !src.device().is_cpu())
-    throw std::runtime_error("copy_: only CPU tensors in this build");
+  if (dst.device() != src.device())
+    throw std::invalid_argument("copy_: src is on " + src.device().str() + " but dst is on " +
+                                dst.device().str() + " (to_device copies between devices)");
   check_broadcasts_to(src, dst, "copy_");
+  if (dst.device().is_cuda()) {
+    cuda_ops::copy("copy_", src, dst);
+    return;
+  }
   dispatch_all(dst.dtype(), "copy_", [&](auto dtag) {
     using D = decltype(dtag);
     dispatch_all(src.dtype(), "copy_", [&](auto stag) {
@@ -359,7 +386,10 @@ void copy_(Tensor& dst, const Tensor& src) {
 
 void fill_(Tensor& dst, double value) {
   check_writable(dst, "fill_");
-  require_cpu("fill_", {{"dst", dst}});
+  if (op_device("fill_", {{"dst", dst}}).is_cuda()) {
+    cuda_ops::fill("fill_", dst, value);
+    return;
+  }
   dispatch_all(dst.dtype(), "fill_", [&](auto tag) {
     using T = decltype(tag);
     T* d = dst.data<T>();
@@ -373,7 +403,10 @@ void fill_(Tensor& dst, double value) {
 
 void mul_(Tensor& dst, double s) {
   check_writable(dst, "mul_");
-  require_cpu("mul_", {{"dst", dst}});
+  if (op_device("mul_", {{"dst", dst}}).is_cuda()) {
+    cuda_ops::map_unary("mul_", kernels::unary_op_call(kernels::ScaleOp{s}), dst, dst);
+    return;
+  }
   dispatch_floating(dst.dtype(), "mul_", [&](auto tag) {
     using T = decltype(tag);
     T* d = dst.data<T>();

@@ -3,7 +3,8 @@
 // sum:  y[o] = sum over the reduced dims of x[o, r]. Every x element feeds exactly one y element with
 //       weight 1, so dL/dx = dL/dy broadcast back over the reduced dims (an expand, no copy).
 // mean: y = sum / R with R the number of reduced elements, so dL/dx = (dL/dy) / R broadcast.
-// f32 sums accumulate in double: a reduction over 10^6 elements keeps all of f32's digits.
+// f32 sums accumulate in double: a reduction over 10^6 elements keeps all of f32's digits. On a CUDA
+// device the same sums run in a fixed order too (engine/kernels/reduce_sum.h), no atomics.
 //
 // max/min along a dimension: y[o, i] = x[o, k*, i], k* the (first) position of the extreme along k.
 //       y depends on that one element with slope 1, so dL/dx[o, k, i] = [k == k*] dL/dy[o, i]: the
@@ -31,6 +32,7 @@
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
@@ -103,9 +105,15 @@ Tensor sum_kernel(const Tensor& x, const std::vector<bool>& mask) {
 
 Tensor reduce_sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, double scale,
                   const char* op) {
-  require_cpu(op, {{"x", x}});
+  const Device device = op_device(op, {{"x", x}});
   std::vector<bool> mask = reduced_mask(x, dims, op);
-  Tensor kept = sum_kernel(x, mask);
+  Tensor kept;
+  if (device.is_cuda()) {
+    kept = empty(keepdim_shape(x, mask), x.options());
+    cuda_ops::sum(op, x, mask, kept);
+  } else {
+    kept = sum_kernel(x, mask);
+  }
   if (scale != 1.0) mul_(kept, scale);
   Tensor out = keepdim ? kept : kept.detach().reshape(drop_reduced(kept.shape(), mask));
   autograd::record(
