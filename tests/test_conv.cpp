@@ -18,14 +18,13 @@
 #include "gradcheck.h"
 
 using namespace icd;
-using icd::testing::max_abs;
 using icd::testing::f64;
+using icd::testing::max_abs;
 using icd::testing::max_relative_error;
 using icd::testing::random_leaf;
 using Inputs = std::vector<Tensor>;
 
 namespace {
-
 
 Conv2dOptions options_from(const nlohmann::json& p) {
   Conv2dOptions o;
@@ -38,7 +37,6 @@ Conv2dOptions options_from(const nlohmann::json& p) {
   o.groups = p.at("groups");
   return o;
 }
-
 
 // The error relative to the tensor's own scale (its largest magnitude): an output that is a sum of terms
 // of size ~1 cancelling to ~0 carries the rounding of the terms, not of the result. For f32 results, and
@@ -118,6 +116,38 @@ TEST_CASE("im2col: hand-computed columns with padding, blocks, and col2im sums t
   std::vector<double> counts(9, 1.0), ones(columns.size(), 1.0);
   cpu::col2im(ones.data(), g, cpu::whole_matrix(g), counts.data());
   CHECK(counts == std::vector<double>{2, 2, 2, 3, 3, 3, 2, 2, 2});
+}
+
+TEST_CASE("im2col: f32 stride-2 runs and a row stride wider than the block, against the definition") {
+  // Stride 2 across with long valid runs takes the vectorised copy (8 outputs from 16 inputs) and its
+  // element-by-element tail; widths 37 and 40 end the run on either parity, reaching the image's last
+  // element. The block is stored with a row stride of width + 5, and the gap must stay untouched.
+  for (int64_t width : {37, 40}) {
+    INFO("width " << width);
+    cpu::Im2colGeometry g;
+    g.channels = 2, g.height = 4, g.width = width, g.kernel_h = 3, g.kernel_w = 3;
+    g.stride_h = 1, g.stride_w = 2, g.padding_h = 1, g.padding_w = 1;
+    g.out_h = conv2d_output_size(g.height, 3, 1, 1, 1);
+    g.out_w = conv2d_output_size(g.width, 3, 2, 1, 1);
+    std::vector<float> image(g.channels * g.height * g.width);
+    for (size_t i = 0; i < image.size(); ++i)
+      image[i] = float(i + 1);
+    const int64_t rows = g.column_rows(), cols = g.column_cols(), ld = cols + 5;
+    std::vector<float> columns(rows * ld, -1.0f);
+    cpu::im2col(image.data(), g, cpu::whole_matrix(g), columns.data(), ld);
+    int64_t wrong = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t p = 0; p < ld; ++p) {
+        float want = -1.0f;  // the gap past the block
+        if (p < cols) {
+          const int64_t c = r / 9, ih = p / g.out_w - 1 + r / 3 % 3, iw = p % g.out_w * 2 - 1 + r % 3;
+          const bool inside = ih >= 0 && ih < g.height && iw >= 0 && iw < g.width;
+          want = inside ? image[(c * g.height + ih) * g.width + iw] : 0.0f;
+        }
+        wrong += columns[r * ld + p] != want;
+      }
+    CHECK(wrong == 0);
+  }
 }
 
 TEST_CASE("col2im is the adjoint of im2col: <im2col(x), c> == <x, col2im(c)>, and blocks tile the matrix") {

@@ -11,8 +11,13 @@
 
 #include <omp.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "engine/cpu/strided.h"
@@ -127,6 +132,28 @@ void im2col_row_same_width(const T* plane, const Im2colGeometry& g, const Column
   }
 }
 
+// dst[k] = src[2 k] for k < count: the input run under a stride-2 window. In f32 with AVX2, eight
+// outputs come from two 8-float loads: shuffle_ps picks the even lanes of each 128-bit half of both,
+// and permute4x64 puts the four pairs in order. Reading src[2 k .. 2 k + 15] for the last group would
+// pass the run's last element (src[2 count - 2]), possibly the end of the image, so the vector loop
+// stops while a full group is left over and the tail goes element by element.
+template <class T>
+void copy_every_other(const T* src, int64_t count, T* dst) {
+  int64_t k = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (; k + 8 < count; k += 8) {
+      const __m256 low = _mm256_loadu_ps(src + 2 * k), high = _mm256_loadu_ps(src + 2 * k + 8);
+      const __m256 evens = _mm256_shuffle_ps(low, high, _MM_SHUFFLE(2, 0, 2, 0));  // l0 l2 h0 h2 l4 l6 h4 h6
+      _mm256_storeu_ps(
+          dst + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(evens), _MM_SHUFFLE(3, 1, 2, 0))));
+    }
+  }
+#endif
+  for (; k < count; ++k)
+    dst[k] = src[2 * k];
+}
+
 // One row of the column block in general: output row by output row, zeros left of the valid columns,
 // a copy (a memcpy for stride 1) of the valid ones, zeros right of them.
 template <class T>
@@ -147,12 +174,13 @@ void im2col_row_pieces(const T* plane, const Im2colGeometry& g, const ColumnBloc
       const T* src = plane + ih * g.width + copy_begin * g.stride_w + valid.input_offset;
       T* run = dst + (copy_begin - ow_begin);
       const int64_t count = copy_end - copy_begin;
-      if (g.stride_w == 1) {
+      if (g.stride_w == 1)
         std::memcpy(run, src, count * sizeof(T));
-      } else {
+      else if (g.stride_w == 2)
+        copy_every_other(src, count, run);
+      else
         for (int64_t k = 0; k < count; ++k)
           run[k] = src[k * g.stride_w];
-      }
     }
     zero_short(dst + (copy_end - ow_begin), ow_end - copy_end);
   });
@@ -166,7 +194,7 @@ bool run_parallel(int64_t elements) {
 }  // namespace
 
 template <class T>
-void im2col(const T* image, const Im2colGeometry& g, const ColumnBlock& block, T* columns) {
+void im2col(const T* image, const Im2colGeometry& g, const ColumnBlock& block, T* columns, int64_t ld) {
   if (block.row_end <= block.row_begin) return;
   const int64_t block_cols = block.col_end - block.col_begin;
   const int64_t block_rows = block.row_end - block.row_begin;
@@ -177,7 +205,7 @@ void im2col(const T* image, const Im2colGeometry& g, const ColumnBlock& block, T
   for (int64_t channel = channels.first; channel <= channels.last; ++channel) {
     const T* plane = image + channel * g.height * g.width;
     for_each_row_of_channel(g, block, channel, [&](int64_t row, const Tap& tap) {
-      T* dst = columns + (row - block.row_begin) * block_cols;
+      T* dst = columns + (row - block.row_begin) * ld;
       if (same_width)
         im2col_row_same_width(plane, g, block, tap, valid[tap.kernel_col], dst);
       else
@@ -189,7 +217,7 @@ void im2col(const T* image, const Im2colGeometry& g, const ColumnBlock& block, T
 // Parallel over channels: the rows of one channel overlap in the image (neighbouring windows share
 // pixels), the rows of different channels never do, so each thread owns whole channel planes.
 template <class T>
-void col2im(const T* columns, const Im2colGeometry& g, const ColumnBlock& block, T* image) {
+void col2im(const T* columns, const Im2colGeometry& g, const ColumnBlock& block, T* image, int64_t ld) {
   if (block.row_end <= block.row_begin) return;
   const int64_t block_cols = block.col_end - block.col_begin;
   const int64_t block_rows = block.row_end - block.row_begin;
@@ -200,7 +228,7 @@ void col2im(const T* columns, const Im2colGeometry& g, const ColumnBlock& block,
     T* plane = image + channel * g.height * g.width;
     for_each_row_of_channel(g, block, channel, [&](int64_t row, const Tap& tap) {
       const ValidColumns& valid = valid_table[tap.kernel_col];
-      const T* src_row = columns + (row - block.row_begin) * block_cols;
+      const T* src_row = columns + (row - block.row_begin) * ld;
       for_each_piece(g, block, [&](int64_t oh, int64_t ow_begin, int64_t ow_end, int64_t position) {
         const int64_t ih = oh * g.stride_h - g.padding_h + tap.kernel_row * g.dilation_h;
         const int64_t add_begin = std::clamp(valid.begin, ow_begin, ow_end);
@@ -221,9 +249,9 @@ void col2im(const T* columns, const Im2colGeometry& g, const ColumnBlock& block,
   }
 }
 
-template void im2col<float>(const float*, const Im2colGeometry&, const ColumnBlock&, float*);
-template void im2col<double>(const double*, const Im2colGeometry&, const ColumnBlock&, double*);
-template void col2im<float>(const float*, const Im2colGeometry&, const ColumnBlock&, float*);
-template void col2im<double>(const double*, const Im2colGeometry&, const ColumnBlock&, double*);
+template void im2col<float>(const float*, const Im2colGeometry&, const ColumnBlock&, float*, int64_t);
+template void im2col<double>(const double*, const Im2colGeometry&, const ColumnBlock&, double*, int64_t);
+template void col2im<float>(const float*, const Im2colGeometry&, const ColumnBlock&, float*, int64_t);
+template void col2im<double>(const double*, const Im2colGeometry&, const ColumnBlock&, double*, int64_t);
 
 }  // namespace icd::cpu

@@ -12,9 +12,10 @@
 // (+=) into `image`; zero the image first for a plain transpose.
 //
 // Both work on a block of the column matrix (rows [row_begin, row_end), columns [col_begin, col_end)),
-// stored row-major and densely: (row_end - row_begin) x (col_end - col_begin). Blocks let a caller bound
-// its buffers for large images and give each thread its own slice of the work. col2im of a block of
-// rows touches only the channels those rows belong to. Called outside a parallel region, both share
+// stored row-major with a row stride `ld` >= col_end - col_begin (the overloads without ld store it
+// densely). A stride wider than the block lets a caller put the blocks of several images side by side. Blocks
+// let a caller bound its buffers for large images and give each thread its own slice of the work. col2im of a
+// block of rows touches only the channels those rows belong to. Called outside a parallel region, both share
 // the block's channels among OpenMP threads; inside one, they run serially.
 #pragma once
 #include <cstdint>
@@ -43,12 +44,22 @@ inline ColumnBlock whole_matrix(const Im2colGeometry& geometry) {
   return {0, geometry.column_rows(), 0, geometry.column_cols()};
 }
 
-// columns = the block of im2col(image).
+// columns = the block of im2col(image), row r of the block at columns + r ld.
 template <class T>
-void im2col(const T* image, const Im2colGeometry& geometry, const ColumnBlock& block, T* columns);
+void im2col(const T* image, const Im2colGeometry& geometry, const ColumnBlock& block, T* columns, int64_t ld);
 
-// image += col2im(columns), where `columns` holds the block laid out as im2col writes it.
+// image += col2im(columns), where `columns` holds the block laid out as im2col writes it (row stride ld).
 template <class T>
-void col2im(const T* columns, const Im2colGeometry& geometry, const ColumnBlock& block, T* image);
+void col2im(const T* columns, const Im2colGeometry& geometry, const ColumnBlock& block, T* image, int64_t ld);
+
+template <class T>
+void im2col(const T* image, const Im2colGeometry& geometry, const ColumnBlock& block, T* columns) {
+  im2col(image, geometry, block, columns, block.col_end - block.col_begin);
+}
+
+template <class T>
+void col2im(const T* columns, const Im2colGeometry& geometry, const ColumnBlock& block, T* image) {
+  col2im(columns, geometry, block, image, block.col_end - block.col_begin);
+}
 
 }  // namespace icd::cpu

@@ -172,8 +172,14 @@ int64_t available_threads(int64_t multiply_adds) {
 // the tasks run in turn, and the GEMMs inside them use all the threads instead.
 template <class Task>
 void run_tasks(int64_t count, int64_t threads, Task&& task) {
-  const bool parallel = threads > 1 && count >= threads;
-#pragma omp parallel for schedule(static) if (parallel)
+  if (threads <= 1 || count < threads) {
+    // No parallel region at all here, not even an inactive one: the GEMMs' own regions inside would
+    // then be nested ones, for which the OpenMP runtime starts a new team of threads every time.
+    for (int64_t i = 0; i < count; ++i)
+      task(i);
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < count; ++i)
     task(i);
 }
@@ -187,36 +193,156 @@ int64_t balanced_parts(int64_t minimum, int64_t units, int64_t threads, int64_t 
   return std::clamp<int64_t>(parts, 1, units);
 }
 
-// Columns of a block of `rows` column-matrix rows that fit in the buffer budget.
-int64_t chunk_columns(const ConvShape& s, int64_t rows) {
-  return std::clamp<int64_t>(kColumnBudget / std::max<int64_t>(rows, 1), 1, s.out_plane);
+// Columns of a block of `rows` column-matrix rows that fit in the buffer budget, at most `total`.
+int64_t chunk_columns(int64_t rows, int64_t total) {
+  return std::clamp<int64_t>(kColumnBudget / std::max<int64_t>(rows, 1), 1, std::max<int64_t>(total, 1));
 }
 
-// forward: y[n, :, chunk] = Wm * col[:, chunk] (+ b), per group.
+// The batch's column matrix. Its columns are the output positions of every image in turn: column
+// j = n P + p is position p of image n, so a block of columns may span two images, and J = N P in all.
+// Rows [r0, r1) and columns [c0, c1) of it, stored with row stride c1 - c0.
+template <class T>
+void im2col_batch(const ConvShape& s, const T* x, int64_t r0, int64_t r1, int64_t c0, int64_t c1, T* col) {
+  const int64_t P = s.out_plane;
+  for (int64_t n = c0 / P; n * P < c1; ++n) {
+    const int64_t p0 = std::max(c0, n * P) - n * P, p1 = std::min(c1, (n + 1) * P) - n * P;
+    cpu::im2col(x + n * s.in_channels * s.in_plane, s.geometry, {r0, r1, p0, p1}, col + (n * P + p0 - c0),
+                c1 - c0);
+  }
+}
+
+// dx += col2im of the same block.
+template <class T>
+void col2im_batch(const ConvShape& s, const T* col, int64_t r0, int64_t r1, int64_t c0, int64_t c1, T* dx) {
+  const int64_t P = s.out_plane;
+  for (int64_t n = c0 / P; n * P < c1; ++n) {
+    const int64_t p0 = std::max(c0, n * P) - n * P, p1 = std::min(c1, (n + 1) * P) - n * P;
+    cpu::col2im(col + (n * P + p0 - c0), s.geometry, {r0, r1, p0, p1}, dx + n * s.in_channels * s.in_plane,
+                c1 - c0);
+  }
+}
+
+// Output positions per task below which the threads share each GEMM instead of taking a block of
+// columns each: a 7 x 7 map of a batch of 2 is 98 columns, and two GEMMs of 49 columns would each
+// pack all of the weights and waste a quarter of their last 16-column tile.
+constexpr int64_t kMinTaskColumns = 128;
+
+// forward: y[:, :, block] = Wm * col[:, block] (+ b), per group, each task a block of the batch's columns.
+// A block inside one image is written straight into y; one that spans two goes through a buffer.
 template <class T>
 void forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
-  if (s.batch == 0) return;
-  const int64_t P = s.out_plane, rows = s.geometry.column_rows();
+  const int64_t P = s.out_plane, J = s.batch * P, rows = s.geometry.column_rows();
+  if (J == 0) return;
   const int64_t threads = available_threads(s.batch * s.out_channels * s.patch * P);
-  const int64_t min_chunks = s.pointwise ? 1 : ceil_div(P, chunk_columns(s, rows));
-  const int64_t chunks = balanced_parts(min_chunks, P, threads, s.batch);
+  int64_t blocks = ceil_div(J, chunk_columns(rows, J));
+  if (J >= threads * kMinTaskColumns) blocks = balanced_parts(blocks, J, threads);
+  run_tasks(blocks, threads, [&](int64_t task) {
+    const Range cols = part(J, blocks, task);
+    const int64_t width = cols.size(), n = cols.begin / P;
+    T* col = scratch<T, 0>(rows * width);
+    im2col_batch(s, x, 0, rows, cols.begin, cols.end, col);
+    const bool one_image = cols.end <= (n + 1) * P;
+    T* out =
+        one_image ? y + n * s.out_channels * P + (cols.begin - n * P) : scratch<T, 2>(s.out_channels * width);
+    const int64_t ld = one_image ? P : width;
+    for (int64_t g = 0; g < s.groups; ++g)
+      cpu::gemm<T>(false, false, s.out_per_group, width, s.patch, T(1), w + g * s.out_per_group * s.patch,
+                   s.patch, col + g * s.patch * width, width, T(0), out + g * s.out_per_group * ld, ld);
+    if (one_image && !b) return;
+    for (int64_t image = n; image * P < cols.end; ++image) {
+      const int64_t p0 = std::max(cols.begin, image * P) - image * P;
+      const int64_t p1 = std::min(cols.end, (image + 1) * P) - image * P;
+      for (int64_t o = 0; o < s.out_channels; ++o) {
+        T* dst = y + (image * s.out_channels + o) * P;
+        const T* src = out + o * ld + (image * P - cols.begin);  // src[p] is position p of this image
+        const T bias = b ? b[o] : T(0);
+        for (int64_t p = p0; p < p1; ++p)
+          dst[p] = src[p] + bias;
+      }
+    }
+  });
+}
+
+// dY with the batch folded into the columns: dy_columns[o, n P + p] = dY[n, o, p], so that one GEMM
+// covers a block of columns from several images. A batch of one is already laid out so. The copy lives
+// in a buffer kept between calls: a fresh allocation of this size would be handed back to the OS when
+// freed and page-faulted in again (zeroed by the kernel) on every backward pass.
+template <class T>
+const T* columns_of_output_gradient(const ConvShape& s, const T* dy) {
+  if (s.batch == 1) return dy;
+  const int64_t P = s.out_plane, J = s.batch * P;
+  T* columns = scratch<T, 3>(s.out_channels * J);
+#pragma omp parallel for schedule(static) if (s.out_channels * J >= cpu::kParallelGrain)
+  for (int64_t o = 0; o < s.out_channels; ++o)
+    for (int64_t n = 0; n < s.batch; ++n)
+      std::copy_n(dy + (n * s.out_channels + o) * P, P, columns + o * J + n * P);
+  return columns;
+}
+
+// dW: dWm[:, rows] = dY col[rows]^T summed over every column of the batch, each task a block of rows
+// within one group, walking the columns in blocks that fit its buffer.
+template <class T>
+void weight_gradient(const ConvShape& s, const T* x, const T* dy_columns, T* dw) {
+  const int64_t J = s.batch * s.out_plane;
+  const int64_t threads = available_threads(s.batch * s.out_channels * s.patch * s.out_plane);
+  const int64_t blocks = balanced_parts(1, s.patch, threads, s.groups);  // per group
+  run_tasks(s.groups * blocks, threads, [&](int64_t task) {
+    const int64_t g = task / blocks;
+    const Range rows = part(s.patch, blocks, task % blocks);  // within the group's K rows
+    const int64_t first_row = g * s.patch + rows.begin;       // within the whole column matrix
+    const int64_t chunks = ceil_div(J, chunk_columns(rows.size(), J));
+    T* col = scratch<T, 0>(rows.size() * ceil_div(J, chunks));
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const Range cols = part(J, chunks, chunk);
+      im2col_batch(s, x, first_row, first_row + rows.size(), cols.begin, cols.end, col);
+      // The first block overwrites the slice (cheaper than adding to zeros), the others accumulate.
+      cpu::gemm<T>(false, true, s.out_per_group, rows.size(), cols.size(), T(1),
+                   dy_columns + g * s.out_per_group * J + cols.begin, J, col, cols.size(),
+                   T(chunk == 0 ? 0 : 1), dw + g * s.out_per_group * s.patch + rows.begin, s.patch);
+    }
+  });
+}
+
+// dx: dx[channels] += col2im(Wm[:, rows]^T dY), each task a block of input channels within one group,
+// walking the batch's columns in blocks that fit its buffer.
+template <class T>
+void input_gradient(const ConvShape& s, const T* w, const T* dy_columns, T* dx) {
+  const int64_t J = s.batch * s.out_plane;
+  const int64_t threads = available_threads(s.batch * s.out_channels * s.patch * s.out_plane);
+  const int64_t blocks = balanced_parts(1, s.in_per_group, threads, s.groups);  // per group
+  run_tasks(s.groups * blocks, threads, [&](int64_t task) {
+    const int64_t g = task / blocks;
+    const Range channels = part(s.in_per_group, blocks, task % blocks);  // within the group
+    const int64_t rows = channels.size() * s.kernel_area;
+    const int64_t first_row = (g * s.in_per_group + channels.begin) * s.kernel_area;
+    const T* w_rows = w + g * s.out_per_group * s.patch + channels.begin * s.kernel_area;  // Wm[:, rows]
+    const int64_t chunks = ceil_div(J, chunk_columns(rows, J));
+    T* col = scratch<T, 1>(rows * ceil_div(J, chunks));
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const Range cols = part(J, chunks, chunk);
+      cpu::gemm<T>(true, false, rows, cols.size(), s.out_per_group, T(1), w_rows, s.patch,
+                   dy_columns + g * s.out_per_group * J + cols.begin, J, T(0), col, cols.size());
+      col2im_batch(s, col, first_row, first_row + rows, cols.begin, cols.end, dx);
+    }
+  });
+}
+
+// A pointwise convolution (1 x 1, stride 1, no padding) needs no im2col: image n is its own column
+// matrix, C_in x P. Each pass runs per image, straight on x, y and dY.
+template <class T>
+void pointwise_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
+  const int64_t P = s.out_plane;
+  const int64_t threads = available_threads(s.batch * s.out_channels * s.patch * P);
+  const int64_t chunks = balanced_parts(1, P, threads, s.batch);
   run_tasks(s.batch * chunks, threads, [&](int64_t task) {
     const int64_t n = task / chunks;
     const Range cols = part(P, chunks, task % chunks);
-    const T* x_n = x + n * s.in_channels * s.in_plane;
+    const T* x_n = x + n * s.in_channels * s.in_plane + cols.begin;
     T* y_n = y + n * s.out_channels * P;
-    const T* col = x_n + cols.begin;  // pointwise: the image is its own column matrix (row length P)
-    int64_t col_stride = P;
-    if (!s.pointwise) {
-      T* buffer = scratch<T, 0>(rows * cols.size());
-      cpu::im2col(x_n, s.geometry, {0, rows, cols.begin, cols.end}, buffer);
-      col = buffer;
-      col_stride = cols.size();
-    }
     for (int64_t g = 0; g < s.groups; ++g)
       cpu::gemm<T>(false, false, s.out_per_group, cols.size(), s.patch, T(1),
-                   w + g * s.out_per_group * s.patch, s.patch, col + g * s.patch * col_stride, col_stride,
-                   T(0), y_n + g * s.out_per_group * P + cols.begin, P);
+                   w + g * s.out_per_group * s.patch, s.patch, x_n + g * s.patch * P, P, T(0),
+                   y_n + g * s.out_per_group * P + cols.begin, P);
     if (b)
       for (int64_t o = 0; o < s.out_channels; ++o) {
         T* out = y_n + o * P;
@@ -226,66 +352,34 @@ void forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y) {
   });
 }
 
-// dW: dWm[:, rows] += sum over images of dY * col[rows]^T, each task a block of rows within one group.
 template <class T>
-void weight_gradient(const ConvShape& s, const T* x, const T* dy, T* dw) {
+void pointwise_weight_gradient(const ConvShape& s, const T* x, const T* dy, T* dw) {
   const int64_t P = s.out_plane, threads = available_threads(s.batch * s.out_channels * s.patch * P);
   const int64_t blocks = balanced_parts(1, s.patch, threads, s.groups);  // per group
   run_tasks(s.groups * blocks, threads, [&](int64_t task) {
     const int64_t g = task / blocks;
-    const Range rows = part(s.patch, blocks, task % blocks);  // within the group's K rows
-    const int64_t first_row = g * s.patch + rows.begin;       // within the whole column matrix
-    const int64_t width = s.pointwise ? P : chunk_columns(s, rows.size());
-    T* buffer = s.pointwise ? nullptr : scratch<T, 0>(rows.size() * width);
-    T beta = T(0);  // the first product overwrites the slice (cheaper in Eigen than adding to zeros)
-    for (int64_t n = 0; n < s.batch; ++n) {
-      const T* x_n = x + n * s.in_channels * s.in_plane;
-      const T* dy_g = dy + (n * s.out_channels + g * s.out_per_group) * P;
-      for (int64_t begin = 0; begin < P; begin += width) {
-        const int64_t end = std::min(P, begin + width);
-        const T* col = x_n + first_row * P + begin;  // pointwise: row r of col is channel r of x
-        int64_t col_stride = P;
-        if (!s.pointwise) {
-          cpu::im2col(x_n, s.geometry, {first_row, first_row + rows.size(), begin, end}, buffer);
-          col = buffer;
-          col_stride = end - begin;
-        }
-        cpu::gemm<T>(false, true, s.out_per_group, rows.size(), end - begin, T(1), dy_g + begin, P, col,
-                     col_stride, beta, dw + g * s.out_per_group * s.patch + rows.begin, s.patch);
-        beta = T(1);
-      }
-    }
+    const Range rows = part(s.patch, blocks, task % blocks);  // input channels within the group
+    for (int64_t n = 0; n < s.batch; ++n)
+      cpu::gemm<T>(false, true, s.out_per_group, rows.size(), P, T(1),
+                   dy + (n * s.out_channels + g * s.out_per_group) * P, P,
+                   x + (n * s.in_channels + g * s.patch + rows.begin) * P, P, T(n == 0 ? 0 : 1),
+                   dw + g * s.out_per_group * s.patch + rows.begin, s.patch);
   });
 }
 
-// dx: dx[channels] += col2im(Wm[:, rows]^T dY), each task a block of input channels within one group.
 template <class T>
-void input_gradient(const ConvShape& s, const T* w, const T* dy, T* dx) {
+void pointwise_input_gradient(const ConvShape& s, const T* w, const T* dy, T* dx) {
   const int64_t P = s.out_plane, threads = available_threads(s.batch * s.out_channels * s.patch * P);
   const int64_t blocks = balanced_parts(1, s.in_per_group, threads, s.groups);  // per group
   run_tasks(s.groups * blocks, threads, [&](int64_t task) {
     const int64_t g = task / blocks;
     const Range channels = part(s.in_per_group, blocks, task % blocks);  // within the group
-    const int64_t rows = channels.size() * s.kernel_area;
-    const int64_t first_row = (g * s.in_per_group + channels.begin) * s.kernel_area;
-    const T* w_rows = w + g * s.out_per_group * s.patch + channels.begin * s.kernel_area;  // Wm[:, rows]
-    const int64_t width = s.pointwise ? P : chunk_columns(s, rows);
-    T* buffer = s.pointwise ? nullptr : scratch<T, 1>(rows * width);
-    for (int64_t n = 0; n < s.batch; ++n) {
-      T* dx_n = dx + n * s.in_channels * s.in_plane;
-      const T* dy_g = dy + (n * s.out_channels + g * s.out_per_group) * P;
-      if (s.pointwise) {  // dx is dcol itself
-        cpu::gemm<T>(true, false, rows, P, s.out_per_group, T(1), w_rows, s.patch, dy_g, P, T(0),
-                     dx_n + first_row * P, P);
-        continue;
-      }
-      for (int64_t begin = 0; begin < P; begin += width) {
-        const int64_t end = std::min(P, begin + width);
-        cpu::gemm<T>(true, false, rows, end - begin, s.out_per_group, T(1), w_rows, s.patch, dy_g + begin, P,
-                     T(0), buffer, end - begin);
-        cpu::col2im(buffer, s.geometry, {first_row, first_row + rows, begin, end}, dx_n);
-      }
-    }
+    const int64_t first = g * s.in_per_group + channels.begin;
+    for (int64_t n = 0; n < s.batch; ++n)
+      cpu::gemm<T>(true, false, channels.size(), P, s.out_per_group, T(1),
+                   w + g * s.out_per_group * s.patch + channels.begin, s.patch,
+                   dy + (n * s.out_channels + g * s.out_per_group) * P, P, T(0),
+                   dx + (n * s.in_channels + first) * P, P);
   });
 }
 
@@ -300,8 +394,11 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor y = empty({s.batch, s.out_channels, s.geometry.out_h, s.geometry.out_w}, x.options());
   dispatch_floating(x.dtype(), "conv2d", [&](auto tag) {
     using T = decltype(tag);
-    forward<T>(s, x_data.data<T>(), w_data.data<T>(), b_data.defined() ? b_data.data<T>() : nullptr,
-               y.data<T>());
+    const T* b = b_data.defined() ? b_data.data<T>() : nullptr;
+    if (s.pointwise)
+      pointwise_forward<T>(s, x_data.data<T>(), w_data.data<T>(), b, y.data<T>());
+    else
+      forward<T>(s, x_data.data<T>(), w_data.data<T>(), b, y.data<T>());
   });
 
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
@@ -314,12 +411,22 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
         Tensor dx = !need_x       ? Tensor()
                     : s.pointwise ? empty(x_data.shape(), x_data.options())
                                   : zeros(x_data.shape(), x_data.options());
-        Tensor dw = need_w ? zeros(w_data.shape(), w_data.options()) : Tensor();
+        // Every pass below overwrites dW; an empty batch contributes nothing to it.
+        Tensor dw = !need_w        ? Tensor()
+                    : s.batch == 0 ? zeros(w_data.shape(), w_data.options())
+                                   : empty(w_data.shape(), w_data.options());
         Tensor db = need_b ? sum(dy, {0, 2, 3}) : Tensor();
+        if (s.batch == 0) return {dx, dw, db};
         dispatch_floating(dy.dtype(), "conv2d backward", [&](auto tag) {
           using T = decltype(tag);
-          if (need_w) weight_gradient<T>(s, x_data.data<T>(), dy.data<T>(), dw.data<T>());
-          if (need_x) input_gradient<T>(s, w_data.data<T>(), dy.data<T>(), dx.data<T>());
+          if (s.pointwise) {
+            if (need_w) pointwise_weight_gradient<T>(s, x_data.data<T>(), dy.data<T>(), dw.data<T>());
+            if (need_x) pointwise_input_gradient<T>(s, w_data.data<T>(), dy.data<T>(), dx.data<T>());
+            return;
+          }
+          const T* dy_columns = columns_of_output_gradient<T>(s, dy.data<T>());
+          if (need_w) weight_gradient<T>(s, x_data.data<T>(), dy_columns, dw.data<T>());
+          if (need_x) input_gradient<T>(s, w_data.data<T>(), dy_columns, dx.data<T>());
         });
         return {dx, dw, db};
       });
