@@ -13,6 +13,12 @@ void check_input(const Tensor& x, int64_t channels, const char* layer) {
     throw std::invalid_argument(std::string(layer) + ": expected input [N, " + std::to_string(channels) +
                                 ", H, W], got " + shape_str(x.shape()));
 }
+
+ChannelAffine affine_of(const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                        const Tensor& running_var, double eps) {
+  Tensor scale = mul(weight, pow(add(running_var, eps), -0.5));
+  return {scale, sub(bias, mul(running_mean, scale))};
+}
 }  // namespace
 
 BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
@@ -34,6 +40,12 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
                     is_training(), momentum_, eps_);
 }
 
+std::optional<ChannelAffine> BatchNorm2d::eval_affine() {
+  if (is_training()) return std::nullopt;
+  return affine_of(parameter("weight"), parameter("bias"), buffer("running_mean"), buffer("running_var"),
+                   eps_);
+}
+
 FrozenBatchNorm2d::FrozenBatchNorm2d(int64_t channels, double eps) : channels_(channels), eps_(eps) {
   register_buffer("weight", ones({channels}));
   register_buffer("bias", zeros({channels}));
@@ -43,9 +55,12 @@ FrozenBatchNorm2d::FrozenBatchNorm2d(int64_t channels, double eps) : channels_(c
 
 Tensor FrozenBatchNorm2d::forward(const Tensor& x) {
   check_input(x, channels_, "FrozenBatchNorm2d");
-  Tensor scale = mul(buffer("weight"), pow(add(buffer("running_var"), eps_), -0.5));
-  Tensor shift = sub(buffer("bias"), mul(buffer("running_mean"), scale));
-  return add(mul(x, scale.reshape({1, channels_, 1, 1})), shift.reshape({1, channels_, 1, 1}));
+  const ChannelAffine map = affine();
+  return add(mul(x, map.scale.reshape({1, channels_, 1, 1})), map.shift.reshape({1, channels_, 1, 1}));
+}
+
+ChannelAffine FrozenBatchNorm2d::affine() {
+  return affine_of(buffer("weight"), buffer("bias"), buffer("running_mean"), buffer("running_var"), eps_);
 }
 
 }  // namespace icd

@@ -7,6 +7,7 @@
 #include "engine/ops/reduce.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
+#include "layers/conv_norm.h"
 #include "layers/init.h"
 #include "layers/linear.h"
 #include "layers/sequential.h"
@@ -65,21 +66,25 @@ class ResidualBlock : public UnaryModule {
   Tensor forward(const Tensor& x) override {
     Tensor y = x;
     for (std::size_t i = 0; i < convs_.size(); ++i) {
-      y = norms_[i]->forward(convs_[i]->forward(y));
+      y = conv_then_norm(*convs_[i], *norms_[i], y);
       if (i + 1 < convs_.size()) y = relu(y);
     }
-    return relu(add(y, downsample_ ? downsample_->forward(x) : x));
+    Tensor shortcut = x;
+    if (downsample_)
+      shortcut = conv_then_norm(dynamic_cast<Conv2d&>((*downsample_)[0]), (*downsample_)[1], x);
+    return relu(add(y, shortcut));
   }
 
  private:
-  void add_conv_norm(const std::string& conv_name, std::shared_ptr<UnaryModule> conv,
-                     const std::string& norm_name, const ResNetConfig& config, int64_t channels) {
+  void add_conv_norm(const std::string& conv_name, std::shared_ptr<Conv2d> conv, const std::string& norm_name,
+                     const ResNetConfig& config, int64_t channels) {
     convs_.push_back(register_module(conv_name, conv));
     norms_.push_back(register_module(norm_name, make_norm(config, channels)));
   }
 
-  std::vector<std::shared_ptr<UnaryModule>> convs_, norms_;
-  std::shared_ptr<UnaryModule> downsample_;
+  std::vector<std::shared_ptr<Conv2d>> convs_;
+  std::vector<std::shared_ptr<UnaryModule>> norms_;
+  std::shared_ptr<Sequential> downsample_;  // "0": a strided 1x1 Conv2d, "1": its norm
 };
 
 struct DepthPlan {
@@ -150,7 +155,7 @@ void ResNet::train(bool on) {
 ResNetOutput ResNet::forward(const Tensor& x) {
   if (x.dim() != 4 || x.size(1) != 3)
     throw std::invalid_argument("ResNet: expected an image batch [N, 3, H, W], got " + shape_str(x.shape()));
-  Tensor y = relu(bn1_->forward(conv1_->forward(x)));
+  Tensor y = relu(conv_then_norm(*conv1_, *bn1_, x));
   y = max_pool2d(y, {.kernel = 3, .stride = 2, .padding = 1});
   ResNetOutput out;
   Tensor* stage_outputs[4] = {&out.c2, &out.c3, &out.c4, &out.c5};

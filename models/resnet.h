@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/random.h"
+#include "layers/conv2d.h"
 #include "layers/module.h"
 
 namespace icd {
@@ -47,7 +48,8 @@ class ResNet : public Module {
 
  private:
   ResNetConfig config_;
-  std::shared_ptr<UnaryModule> conv1_, bn1_;
+  std::shared_ptr<Conv2d> conv1_;
+  std::shared_ptr<UnaryModule> bn1_;
   std::vector<std::shared_ptr<UnaryModule>> stages_;
   std::shared_ptr<UnaryModule> fc_;
 };

@@ -13,6 +13,7 @@
 #include "layers/attention.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
+#include "layers/conv_norm.h"
 #include "layers/init.h"
 #include "layers/linear.h"
 #include "layers/norm.h"
@@ -31,6 +32,15 @@ Inputs input_and_parameters(const Tensor& x, Module& m) {
   for (const Tensor& p : m.trainable_parameters())
     in.push_back(p);
   return in;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
+  REQUIRE(x.size() == y.size());
+  double worst = 0;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    worst = std::max(worst, std::abs(x[i] - y[i]));
+  return worst;
 }
 
 std::vector<std::string> names(const NamedTensors& list) {
@@ -139,6 +149,50 @@ TEST_CASE("FrozenBatchNorm2d: a fixed affine map with no trainable parameters") 
   CHECK(y[1] == doctest::Approx(0.5 * 1.0 / std::sqrt(0.251) - 1.0).epsilon(1e-14));
   Tensor xl = random_leaf({2, 2, 3, 3}, 5);
   CHECK_GRADCHECK([&](const Inputs& in) { return bn(in[0]); }, {xl});
+}
+
+TEST_CASE("conv_then_norm: folded into the convolution when the norm is fixed, same values and gradients") {
+  Generator gen(11);
+  // Running statistics and affine parameters away from the identity, so that folding them is visible.
+  auto randomise_norm = [&](Module& norm) {
+    NoGradGuard no_grad;
+    for (auto& [name, t] : norm.state_dict()) {
+      if (name == "num_batches_tracked") continue;
+      const bool positive = name == "running_var" || name == "weight";
+      Tensor values = positive ? add(mul(rand(t.shape(), gen, {DType::f64}), 1.5), 0.5)
+                               : randn(t.shape(), gen, {DType::f64});
+      copy_(t, values);
+    }
+  };
+  for (bool conv_bias : {false, true}) {
+    INFO("conv bias " << conv_bias);
+    Conv2d conv(3, 4, 3, gen, 2, 1, conv_bias);
+    conv.to(DType::f64);
+    BatchNorm2d batch_norm(4);
+    FrozenBatchNorm2d frozen(4, 1e-3);
+    batch_norm.to(DType::f64);
+    frozen.to(DType::f64);
+    randomise_norm(batch_norm);
+    randomise_norm(frozen);
+    batch_norm.eval();
+    Tensor x = random_leaf({2, 3, 5, 6}, 12);
+    for (UnaryModule* norm : {static_cast<UnaryModule*>(&batch_norm), static_cast<UnaryModule*>(&frozen)}) {
+      REQUIRE(fixed_channel_affine(*norm).has_value());
+      Tensor folded = conv_then_norm(conv, *norm, x), separate = (*norm)(conv(x));
+      CHECK(max_abs_diff(folded, separate) < 1e-12);
+      // Gradients reach x, the conv's weight and bias and the BatchNorm's weight and bias through the fold.
+      Inputs in = input_and_parameters(x, conv);
+      for (const Tensor& p : norm->trainable_parameters())
+        in.push_back(p);
+      CHECK_GRADCHECK([&](const Inputs& inputs) { return conv_then_norm(conv, *norm, inputs[0]); }, in);
+    }
+    // In training mode the batch statistics are only known after the convolution: nothing is folded.
+    batch_norm.train();
+    CHECK_FALSE(fixed_channel_affine(batch_norm).has_value());
+    Tensor a = conv_then_norm(conv, batch_norm, x);
+    Tensor b = batch_norm(conv(x));
+    CHECK(max_abs_diff(a, b) == 0.0);
+  }
 }
 
 TEST_CASE("GroupNorm and LayerNorm layers: gradients with and without affine parameters") {
