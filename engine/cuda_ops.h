@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/kernels/binary_op.h"
+#include "engine/kernels/optimizer_math.h"
 #include "engine/kernels/unary_op.h"
 #include "engine/tensor.h"
 
@@ -31,5 +32,14 @@ void fill(const char* op, Tensor& out, double value);
 // out (contiguous, x's shape with the `reduced` dimensions set to 1) = the sum of x over them, in a
 // fixed order (kernels::plan_sum), accumulating in double.
 void sum(const char* op, const Tensor& x, const std::vector<bool>& reduced, Tensor& out);
+
+// The optimizers' fused updates (engine/kernels/optimizer_math.h), in place, over contiguous tensors of
+// one shape: param and momentum_buffer (nullptr without momentum) from grad.
+void sgd_update(const char* op, const kernels::SgdUpdate<double>& update, Tensor& param, const Tensor& grad,
+                Tensor* momentum_buffer);
+void adamw_update(const char* op, const kernels::AdamWUpdate<double>& update, Tensor& param,
+                  const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq);
+// grad = clamp(grad, -clip_value, clip_value), contiguous, in place.
+void clip_by_value(const char* op, Tensor& grad, double clip_value);
 
 }  // namespace icd::cuda_ops

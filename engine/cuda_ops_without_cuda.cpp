@@ -27,4 +27,15 @@ void sum(const char* op, const Tensor&, const std::vector<bool>&, Tensor&) {
   throw std::runtime_error(no_cuda_backend_message(op));
 }
 
+void sgd_update(const char* op, const kernels::SgdUpdate<double>&, Tensor&, const Tensor&, Tensor*) {
+  throw std::runtime_error(no_cuda_backend_message(op));
+}
+void adamw_update(const char* op, const kernels::AdamWUpdate<double>&, Tensor&, const Tensor&, Tensor&,
+                  Tensor&) {
+  throw std::runtime_error(no_cuda_backend_message(op));
+}
+void clip_by_value(const char* op, Tensor&, double) {
+  throw std::runtime_error(no_cuda_backend_message(op));
+}
+
 }  // namespace icd::cuda_ops

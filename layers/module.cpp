@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops/elementwise.h"
+#include "engine/transfer.h"
 
 namespace icd {
 
@@ -165,6 +166,28 @@ void Module::to(DType dtype) {
     if (t.dtype() != DType::i64) t = t.to(dtype);  // counters stay integers
   for (auto& [name, child] : children_)
     child->to(dtype);
+}
+
+void Module::to(Device device) {
+  // Every copy is made before any tensor is replaced: a failure part way (no GPU, out of memory) leaves
+  // the module as it was.
+  std::vector<std::pair<Tensor*, Tensor>> moved;
+  std::vector<Module*> pending{this};
+  while (!pending.empty()) {
+    Module* module = pending.back();
+    pending.pop_back();
+    for (auto& [name, t] : module->parameters_) {
+      Tensor copy = to_device(t.detach(), device);
+      if (t.requires_grad()) copy.set_requires_grad(true);
+      moved.emplace_back(&t, copy);
+    }
+    for (auto& [name, t] : module->buffers_)
+      moved.emplace_back(&t, to_device(t, device));
+    for (auto& [name, child] : module->children_)
+      pending.push_back(child.get());
+  }
+  for (auto& [slot, copy] : moved)
+    *slot = copy;
 }
 
 }  // namespace icd

@@ -51,6 +51,10 @@ class Module {
   // Converts every floating parameter and buffer to `dtype`, replacing the old tensors (e.g. f64 for
   // gradient checks). Handles taken before (an optimizer's) keep pointing at the old tensors.
   void to(DType dtype);
+  // Moves every parameter and buffer to `device` (engine/transfer.h), keeping which parameters are
+  // trainable; as to(DType), handles taken before keep pointing at the old tensors, so build optimizers
+  // after moving. Fails, naming the device and the reason, when it cannot be used.
+  void to(Device device);
 
  protected:
   // Registers a learned tensor; it becomes a leaf that requires grad. Returns the stored handle.

@@ -3,9 +3,12 @@
 // can be used. On a machine with a GPU the same checks run against the real device.
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 
+#include "engine/cuda/cublas_library.h"
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/device_memory.h"
 #include "engine/cuda/elementwise.h"
@@ -28,7 +31,25 @@ std::string message_of(F call) {
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
+
+// The shared objects mapped into this process.
+std::string mapped_files() {
+  std::ifstream maps("/proc/self/maps");
+  return {std::istreambuf_iterator<char>(maps), std::istreambuf_iterator<char>()};
+}
 }  // namespace
+
+// First in the file (doctest runs a file's cases in order): nothing before it has used cuBLAS.
+TEST_CASE("cuBLAS is opened on first use, not at start-up, and every function resolves") {
+  CHECK_FALSE(contains(mapped_files(), "libcublas"));
+  const cuda::CublasLibrary& api = cuda::cublas();
+  CHECK(contains(mapped_files(), "libcublas"));
+  CHECK(&api == &cuda::cublas());
+  CHECK(static_cast<bool>(api.create));
+  CHECK(static_cast<bool>(api.sgemm_strided_batched));
+  CHECK(static_cast<bool>(api.status_string));
+  CHECK(std::string(api.status_name(CUBLAS_STATUS_NOT_INITIALIZED)) == "CUBLAS_STATUS_NOT_INITIALIZED");
+}
 
 TEST_CASE("check macros name the call, the status and the place") {
   std::string cuda = message_of([] { ICD_CUDA_CHECK(cudaErrorMemoryAllocation); });

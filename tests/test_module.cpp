@@ -1,7 +1,8 @@
-// The Module base: names, state dicts, strict loading, freezing, train/eval, dtype conversion.
+// The Module base: names, state dicts, strict loading, freezing, train/eval, dtype and device conversion.
 #include <doctest/doctest.h>
 
 #include "engine/autograd.h"
+#include "engine/cuda_status.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
 #include "layers/module.h"
@@ -96,6 +97,35 @@ TEST_CASE("freezing, train/eval and dtype conversion reach every child") {
     CHECK(t.dtype() == DType::f64);
   CHECK_FALSE(tree.first->named_parameters()[0].second.requires_grad());
   CHECK(tree.second->named_parameters()[0].second.requires_grad());
+}
+
+TEST_CASE("to(Device) moves every tensor or, when it cannot, leaves the module untouched") {
+  Tree tree;
+  tree.first->set_requires_grad(false);
+  std::vector<const void*> storage;
+  for (const auto& [n, t] : tree.state_dict())
+    storage.push_back(t.raw_data());
+  tree.to(Device::cpu());  // already there: the same tensors
+  CHECK(tree.trainable_parameters().size() == 3);
+  if (!cuda_status().available) {
+    try {
+      tree.to(Device::cuda(0));
+      FAIL("moving to cuda:0 without a usable GPU must throw");
+    } catch (const std::runtime_error& e) {
+      CHECK(std::string(e.what()).find("cuda:0") != std::string::npos);
+    }
+    std::size_t i = 0;
+    for (const auto& [n, t] : tree.state_dict()) {
+      CHECK(t.device().is_cpu());
+      CHECK(t.raw_data() == storage[i++]);
+    }
+  } else {
+    tree.to(Device::cuda(0));
+    for (const auto& [n, t] : tree.state_dict())
+      CHECK(t.device() == Device::cuda(0));
+    CHECK(tree.trainable_parameters().size() == 3);
+    CHECK_FALSE(tree.first->named_parameters()[0].second.requires_grad());
+  }
 }
 
 TEST_CASE("registration rejects bad and duplicate names") {

@@ -3,6 +3,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/cuda/cublas_library.h"
+
 namespace icd::cuda {
 namespace {
 [[noreturn]] void throw_error(const char* call, const char* name, int code, const char* description,
@@ -18,7 +20,7 @@ void throw_cuda_error(cudaError_t status, const char* call, const char* file, in
 }
 
 void throw_cublas_error(cublasStatus_t status, const char* call, const char* file, int line) {
-  throw_error(call, cublasGetStatusName(status), int(status), cublasGetStatusString(status), file, line);
+  throw_error(call, cublas().status_name(status), int(status), cublas().status_string(status), file, line);
 }
 
 // cuDNN 9's cudnnGetErrorString gives the status's name; the details are in cudnnGetLastErrorString.

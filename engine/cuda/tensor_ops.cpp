@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/cuda/optimizer_kernels.h"
 #include "engine/cuda/strided_kernels.h"
 #include "engine/cuda_ops.h"
 
@@ -68,6 +69,23 @@ void sum(const char* op, const Tensor& x, const std::vector<bool>& reduced, Tens
   kernels::SumLayout layout{kernels::make_strided_layout<1>(outer_shape, {outer_strides}, op),
                             kernels::make_strided_layout<1>(inner_shape, {inner_strides}, op)};
   cuda::cuda_sum(op, x.dtype(), layout, x.raw_data(), out.raw_data(), x.device().index);
+}
+
+void sgd_update(const char* op, const kernels::SgdUpdate<double>& update, Tensor& param, const Tensor& grad,
+                Tensor* momentum_buffer) {
+  cuda::cuda_sgd_update(update, param.dtype(), param.raw_data(), grad.raw_data(),
+                        momentum_buffer ? momentum_buffer->raw_data() : nullptr, param.numel(),
+                        param.device().index);
+}
+
+void adamw_update(const char* op, const kernels::AdamWUpdate<double>& update, Tensor& param,
+                  const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq) {
+  cuda::cuda_adamw_update(update, param.dtype(), param.raw_data(), grad.raw_data(), exp_avg.raw_data(),
+                          exp_avg_sq.raw_data(), param.numel(), param.device().index);
+}
+
+void clip_by_value(const char* op, Tensor& grad, double clip_value) {
+  cuda::cuda_clip_by_value(clip_value, grad.dtype(), grad.raw_data(), grad.numel(), grad.device().index);
 }
 
 }  // namespace icd::cuda_ops

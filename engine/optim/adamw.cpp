@@ -15,7 +15,9 @@
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/factory.h"
+#include "engine/kernels/optimizer_math.h"
 
 namespace icd {
 
@@ -36,7 +38,7 @@ void AdamW::step() {
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor grad = contiguous_grad(parameters_[i]);
     if (!grad.defined()) continue;
-    const Tensor& param = parameters_[i];
+    Tensor& param = parameters_[i];
     if (!exp_avg_[i].defined()) {
       exp_avg_[i] = zeros_like(param);
       exp_avg_sq_[i] = zeros_like(param);
@@ -44,27 +46,29 @@ void AdamW::step() {
     const int64_t t = ++steps_[i];
     const double step_size = lr_ / (1.0 - std::pow(beta1, static_cast<double>(t)));
     const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(beta2, static_cast<double>(t)));
+    const kernels::AdamWUpdate<double> update{1.0 - lr_ * options_.weight_decay,
+                                              beta1,
+                                              1.0 - beta1,
+                                              beta2,
+                                              1.0 - beta2,
+                                              options_.eps,
+                                              bias_correction2_sqrt,
+                                              -step_size};
+    if (param.device().is_cuda()) {
+      cuda_ops::adamw_update("AdamW", update, param, grad, exp_avg_[i], exp_avg_sq_[i]);
+      continue;
+    }
     dispatch_floating(param.dtype(), "AdamW", [&](auto tag) {
       using T = decltype(tag);
-      T* p = param.data<T>();
+      const kernels::AdamWUpdate<T> step = update.as<T>();
+      T* values = param.data<T>();
       T* m = exp_avg_[i].data<T>();
       T* v = exp_avg_sq_[i].data<T>();
       const T* g = grad.data<T>();
-      const T decay = static_cast<T>(1.0 - lr_ * options_.weight_decay);
-      const T b1 = static_cast<T>(beta1), one_minus_b1 = static_cast<T>(1.0 - beta1);
-      const T b2 = static_cast<T>(beta2), one_minus_b2 = static_cast<T>(1.0 - beta2);
-      const T eps = static_cast<T>(options_.eps), bc2 = static_cast<T>(bias_correction2_sqrt);
-      const T neg_step = static_cast<T>(-step_size);
       const int64_t n = param.numel();
 #pragma omp parallel for schedule(static) if (n >= cpu::kParallelGrain)
-      for (int64_t j = 0; j < n; ++j) {
-        const T pj = p[j] * decay;
-        const T mj = m[j] * b1 + one_minus_b1 * g[j];
-        const T vj = v[j] * b2 + one_minus_b2 * g[j] * g[j];
-        m[j] = mj;
-        v[j] = vj;
-        p[j] = pj + neg_step * (mj / (std::sqrt(vj) / bc2 + eps));
-      }
+      for (int64_t j = 0; j < n; ++j)
+        step(values[j], g[j], m[j], v[j]);
     });
   }
 }
@@ -89,7 +93,7 @@ void AdamW::load_state(const NamedTensors& state) {
   std::vector<int> seen(count, 0);  // bit 0: exp_avg, bit 1: exp_avg_sq, bit 2: step
   for (const auto& [name, value] : state) {
     const auto [key, i] = parse_state_name(name);
-    const Tensor& param = parameters_[i];
+    Tensor& param = parameters_[i];
     if (key == "exp_avg" || key == "exp_avg_sq") {
       check_state_tensor(name, value, param.shape());
       (key == "exp_avg" ? exp_avg : exp_avg_sq)[i] = value.to(param.dtype()).contiguous().clone();

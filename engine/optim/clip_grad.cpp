@@ -12,7 +12,12 @@
 #include <string>
 
 #include "engine/autograd.h"
+#include "engine/cuda_ops.h"
+#include "engine/kernels/optimizer_math.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/reduce.h"
 #include "engine/optim/optimizer.h"
+#include "engine/transfer.h"
 
 namespace icd {
 namespace {
@@ -20,8 +25,6 @@ namespace {
 void check_parameter(const Tensor& p, std::size_t i, const char* op) {
   if (!p.defined())
     throw std::invalid_argument(std::string(op) + ": parameter " + std::to_string(i) + " is undefined");
-  if (!p.device().is_cpu())
-    throw std::invalid_argument(std::string(op) + ": parameter " + std::to_string(i) + " is not on the CPU");
 }
 
 }  // namespace
@@ -33,13 +36,18 @@ void clip_grad_value(const std::vector<Tensor>& parameters, double clip_value) {
     check_parameter(parameters[i], i, "clip_grad_value");
     const Tensor grad = contiguous_grad(parameters[i]);
     if (!grad.defined()) continue;
+    if (grad.device().is_cuda()) {
+      Tensor writable = grad;
+      cuda_ops::clip_by_value("clip_grad_value", writable, clip_value);
+      continue;
+    }
     dispatch_floating(grad.dtype(), "clip_grad_value", [&](auto tag) {
       using T = decltype(tag);
       T* g = grad.data<T>();
       const T high = static_cast<T>(clip_value), low = -high;
       const int64_t n = grad.numel();
       for (int64_t j = 0; j < n; ++j)
-        g[j] = g[j] < low ? low : (g[j] > high ? high : g[j]);
+        g[j] = kernels::clip_to(g[j], low, high);
     });
   }
 }
@@ -54,6 +62,11 @@ double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
     const Tensor grad = contiguous_grad(parameters[i]);
     if (!grad.defined()) continue;
     grads.push_back(grad);
+    if (grad.device().is_cuda()) {  // the device sums in f64 as below; one number comes back to the host
+      const Tensor g = grad.to(DType::f64);
+      sum_of_squares += to_device(sum(mul(g, g)), Device::cpu()).item();
+      continue;
+    }
     sum_of_squares += dispatch_floating(grad.dtype(), "clip_grad_norm", [&](auto tag) {
       using T = decltype(tag);
       const T* g = grad.data<T>();
@@ -68,6 +81,11 @@ double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
   const double scale = max_norm / (total + 1e-6);
   if (scale < 1.0) {
     for (const Tensor& grad : grads) {
+      if (grad.device().is_cuda()) {
+        Tensor writable = grad;
+        mul_(writable, scale);
+        continue;
+      }
       dispatch_floating(grad.dtype(), "clip_grad_norm", [&](auto tag) {
         using T = decltype(tag);
         T* g = grad.data<T>();

@@ -17,7 +17,6 @@ Optimizer::Optimizer(std::vector<Tensor> parameters, double lr, const char* name
     if (p.dtype() != DType::f32 && p.dtype() != DType::f64)
       throw std::invalid_argument(where + " has dtype " + dtype_name(p.dtype()) +
                                   "; only f32 and f64 are optimized");
-    if (!p.device().is_cpu()) throw std::invalid_argument(where + " is not on the CPU");
     if (!p.is_leaf()) throw std::invalid_argument(where + " is not a leaf tensor (it has a grad_fn)");
     if (!p.is_contiguous())
       throw std::invalid_argument(where + " " + shape_str(p.shape()) + " is a non-contiguous view");

@@ -16,10 +16,10 @@
 
 namespace icd {
 
-
 class Optimizer {
  public:
-  // Every parameter must be a defined, contiguous f32/f64 CPU leaf; the error names the offending index.
+  // Every parameter must be a defined, contiguous f32/f64 leaf (on the CPU or a CUDA device, where the
+  // update runs as one fused kernel per tensor); the error names the offending index.
   Optimizer(std::vector<Tensor> parameters, double lr, const char* name);
   virtual ~Optimizer() = default;
   Optimizer(const Optimizer&) = delete;

@@ -13,7 +13,9 @@
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/factory.h"
+#include "engine/kernels/optimizer_math.h"
 
 namespace icd {
 
@@ -32,28 +34,26 @@ void Sgd::step() {
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor grad = contiguous_grad(parameters_[i]);
     if (!grad.defined()) continue;
-    const Tensor& param = parameters_[i];
+    Tensor& param = parameters_[i];
     const bool first = !momentum_buffers_[i].defined();
     if (momentum != 0.0 && first) momentum_buffers_[i] = empty_like(param);
+    Tensor* buffer = momentum != 0.0 ? &momentum_buffers_[i] : nullptr;
+    const kernels::SgdUpdate<double> update{
+        lr_, options_.weight_decay, momentum, 1.0 - options_.dampening, options_.nesterov, first};
+    if (param.device().is_cuda()) {
+      cuda_ops::sgd_update("SGD", update, param, grad, buffer);
+      continue;
+    }
     dispatch_floating(param.dtype(), "SGD", [&](auto tag) {
       using T = decltype(tag);
-      T* p = param.data<T>();
+      const kernels::SgdUpdate<T> step = update.as<T>();
+      T* values = param.data<T>();
       const T* g = grad.data<T>();
-      T* buf = momentum != 0.0 ? momentum_buffers_[i].data<T>() : nullptr;
-      const T lr = static_cast<T>(lr_), wd = static_cast<T>(options_.weight_decay);
-      const T mom = static_cast<T>(momentum), keep = static_cast<T>(1.0 - options_.dampening);
-      const bool nesterov = options_.nesterov;
+      T* b = buffer ? buffer->data<T>() : nullptr;
       const int64_t n = param.numel();
 #pragma omp parallel for schedule(static) if (n >= cpu::kParallelGrain)
-      for (int64_t j = 0; j < n; ++j) {
-        T d = g[j] + wd * p[j];
-        if (buf) {
-          const T b = first ? d : mom * buf[j] + keep * d;
-          buf[j] = b;
-          d = nesterov ? d + mom * b : b;
-        }
-        p[j] = p[j] - lr * d;
-      }
+      for (int64_t j = 0; j < n; ++j)
+        step(values[j], g[j], b ? b + j : nullptr);
     });
   }
 }
