@@ -295,6 +295,13 @@ TEST_CASE("conv2d: large images split among threads, against direct loops") {
       CHECK(scaled_error(got.dx, want.dx) < 1e-13);
       CHECK(scaled_error(got.dw, want.dw) < 1e-13);
       CHECK(scaled_error(got.db, want.db) < 1e-13);
+      // f32: the blocked GEMM, with the weights packed once and shared by the tasks' column blocks.
+      Gradients got32 = run_conv2d(x.detach().to(DType::f32), w.detach().to(DType::f32),
+                                   b.detach().to(DType::f32), dy.to(DType::f32), c.options);
+      CHECK(scaled_error(got32.y, want.y) < 1e-5);
+      CHECK(scaled_error(got32.dx, want.dx) < 1e-5);
+      CHECK(scaled_error(got32.dw, want.dw) < 1e-5);
+      CHECK(scaled_error(got32.db, want.db) < 1e-5);
     }
   }
   omp_set_num_threads(previous_threads);
