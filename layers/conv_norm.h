@@ -6,10 +6,11 @@
 // Since conv(x; W, b)[c] = sum over the window of W[c] * x + b[c] is linear in W and b,
 //   norm(conv(x; W, b)) = conv(x; W', b'),   W'[c] = scale[c] W[c],   b'[c] = scale[c] b[c] + shift[c],
 // which saves the normalisation's pass over the activations (and, in training, the backward pass over
-// their gradient) for a product over the weights, which are far fewer. W' and b' are built with
-// differentiable ops, so gradients reach W, b and a trainable weight/bias of the norm exactly as without
-// folding. A BatchNorm2d in training mode normalises by the batch's own statistics, which are not known
-// before the convolution has run: it is applied after the convolution as usual.
+// their gradient) for a product over the weights. That pays only where the weights are fewer than the
+// outputs (early layers, large images); elsewhere the norm runs after the convolution as usual. W' and b' are
+// built with differentiable ops, so gradients reach W, b and a trainable weight/bias of the norm exactly as
+// without folding. A BatchNorm2d in training mode normalises by the batch's own statistics, which are not
+// known before the convolution has run: it is applied after the convolution as usual.
 #pragma once
 #include <optional>
 

@@ -166,7 +166,7 @@ TEST_CASE("conv_then_norm: folded into the convolution when the norm is fixed, s
   };
   for (bool conv_bias : {false, true}) {
     INFO("conv bias " << conv_bias);
-    Conv2d conv(3, 4, 3, gen, 2, 1, conv_bias);
+    Conv2d conv(3, 4, 3, gen, 1, 1, conv_bias);  // 108 weights for 288 outputs: folding pays
     conv.to(DType::f64);
     BatchNorm2d batch_norm(4);
     FrozenBatchNorm2d frozen(4, 1e-3);
@@ -175,11 +175,16 @@ TEST_CASE("conv_then_norm: folded into the convolution when the norm is fixed, s
     randomise_norm(batch_norm);
     randomise_norm(frozen);
     batch_norm.eval();
-    Tensor x = random_leaf({2, 3, 5, 6}, 12);
+    Tensor x = random_leaf({2, 3, 6, 6}, 12);
+    Tensor small_x = random_leaf({1, 3, 2, 2}, 13);  // 16 outputs: fewer than the weights, not folded
     for (UnaryModule* norm : {static_cast<UnaryModule*>(&batch_norm), static_cast<UnaryModule*>(&frozen)}) {
       REQUIRE(fixed_channel_affine(*norm).has_value());
       Tensor folded = conv_then_norm(conv, *norm, x), separate = (*norm)(conv(x));
+      CHECK(folded.impl()->grad_fn->name == "conv2d");  // one convolution, nothing after it
       CHECK(max_abs_diff(folded, separate) < 1e-12);
+      Tensor small = conv_then_norm(conv, *norm, small_x);
+      CHECK(small.impl()->grad_fn->name != "conv2d");
+      CHECK(max_abs_diff(small, (*norm)(conv(small_x))) == 0.0);
       // Gradients reach x, the conv's weight and bias and the BatchNorm's weight and bias through the fold.
       Inputs in = input_and_parameters(x, conv);
       for (const Tensor& p : norm->trainable_parameters())
