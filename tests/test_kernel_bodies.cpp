@@ -1,8 +1,9 @@
 // The CPU launch of the kernel bodies the CUDA backend runs: every binary and unary functor of
 // engine/kernels/elementwise_math.h, reached through its BinaryOp / UnaryOp name as the CUDA entry points
 // reach it, in f32 and f64; the strided offsets of views (engine/kernels/strided_index.h); strided maps,
-// copies and fills; and the sum in the GPU's fixed order (engine/kernels/reduce_sum.h). All against values
-// worked out by hand. Runs on every machine, GPU or not.
+// copies and fills; the sum in the GPU's fixed order (engine/kernels/reduce_sum.h); the losses
+// (loss_math.h), the reductions along a dimension (reduce_dim.h) and the indexing ops (index_math.h).
+// All against values worked out by hand. Runs on every machine, GPU or not.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -11,7 +12,10 @@
 #include <vector>
 
 #include "engine/kernels/binary_op.h"
+#include "engine/kernels/index_math.h"
 #include "engine/kernels/launch.h"
+#include "engine/kernels/loss_math.h"
+#include "engine/kernels/reduce_dim.h"
 #include "engine/kernels/reduce_sum.h"
 #include "engine/kernels/strided_index.h"
 #include "engine/kernels/unary_op.h"
@@ -339,4 +343,267 @@ TEST_CASE("plan_sum splits few long outputs into chunks that cover every element
       if (outputs == 5000) CHECK(plan.chunks == 1);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Losses (engine/kernels/loss_math.h), reductions along a dimension (reduce_dim.h), indexing
+// (index_math.h): the bodies the CUDA kernels run, on the CPU.
+
+namespace {
+// |actual - expected| <= relative |expected| (relative 0: exactly equal).
+void check_close(double actual, double expected, double relative) {
+  CHECK(std::abs(actual - expected) <= relative * std::abs(expected));
+}
+
+template <class T>
+void check_terms(const LossTerms<T>& r, double loss, double d_input, double d_target, double relative) {
+  check_close(double(r.loss), loss, relative);
+  check_close(double(r.d_input), d_input, relative);
+  check_close(double(r.d_target), d_target, relative);
+}
+
+template <class T>
+void check_loss_bodies() {
+  const double relative = sizeof(T) == 4 ? 1e-6 : 1e-14;
+  // Regression losses on d = x - y, exact in both types.
+  check_terms(MseBody{}(T(3), T(1)), 4, 4, -4, 0);
+  check_terms(L1Body{}(T(1.5), T(2)), 0.5, -1, 1, 0);
+  check_terms(L1Body{}(T(2), T(2)), 0, 0, 0, 0);  // sign(0) = 0, as torch
+  check_terms(SmoothL1Body{1.0}(T(1.5), T(1)), 0.125, 0.5, -0.5, 0);
+  check_terms(SmoothL1Body{1.0}(T(4), T(1)), 2.5, 1, -1, 0);
+  check_terms(SmoothL1Body{0.5}(T(-1), T(0)), 0.75, -1, 1, 0);
+  // BCE: at x = 0, p = q = 1/2; at x = 2, t = 0 it is softplus(2) with slope sigmoid(2).
+  check_terms(BceBody{}(T(0), T(1)), std::log(2.0), -0.5, 0, relative);
+  const double sigmoid2 = 1 / (1 + std::exp(-2.0));
+  check_terms(BceBody{}(T(2), T(0)), std::log1p(std::exp(2.0)), sigmoid2, -2, relative);
+  check_terms(BceBody{}(T(-1), T(0.25)), std::log1p(std::exp(-1.0)) + 0.25, 1 / (1 + std::exp(1.0)) - 0.25, 1,
+              relative);
+  // A confident correct logit: the loss log1p(e^-40) ~ 4e-18 is not rounded away, derivatives stay finite.
+  const LossTerms<T> confident = BceBody{}(T(-40), T(0));
+  check_close(double(confident.loss), std::exp(-40.0), relative);
+  check_close(double(confident.d_input), std::exp(-40.0), relative);
+  // Focal (alpha 0.25, gamma 2) at x = 0, t = 1: m = 1/2, loss = 0.25 log2 m^2; the derivative
+  // 0.25 (d_ce m^2 + ce 2 m^2 (dm/dx / m)) with d_ce = -1/2, dm/dx / m = p q (1 - 2t) / m = -1/2.
+  check_terms(FocalBody{0.25, 2.0}(T(0), T(1)), 0.25 * std::log(2.0) * 0.25,
+              0.25 * (-0.5 * 0.25 + std::log(2.0) * 2 * 0.25 * -0.5), 0, relative);
+  // alpha < 0 (no weighting) and gamma 0: plain BCE.
+  check_terms(FocalBody{-1.0, 0.0}(T(2), T(0)), std::log1p(std::exp(2.0)), sigmoid2, 0, relative);
+  // m = 1 - p_t underflows (to 0 in f32) for a very confident correct prediction: loss and slope
+  // vanish instead of turning into NaN.
+  const LossTerms<T> saturated = FocalBody{0.25, 2.0}(T(200), T(1));
+  CHECK(saturated.loss >= T(0));
+  CHECK(double(saturated.loss) < 1e-30);
+  CHECK(std::isfinite(double(saturated.d_input)));
+  CHECK(std::abs(double(saturated.d_input)) < 1e-30);
+}
+
+template <class T>
+void check_pointwise_element() {
+  // w = 2, scale = 1/2 (a mean over 2 elements) on MSE(3, 1) = 4.
+  T per_element[2] = {-1, -1}, d_input[2] = {-1, -1}, d_target[2] = {-1, -1}, d_weight[2] = {-1, -1};
+  const PointwiseLossOutputs<T> all{per_element, d_input, d_target, d_weight};
+  CHECK(pointwise_loss_element(MseBody{}, T(3), T(1), T(2), T(0.5), 1, all) == T(8));
+  CHECK(per_element[1] == T(8));
+  CHECK(d_input[1] == T(4));
+  CHECK(d_target[1] == T(-4));
+  CHECK(d_weight[1] == T(2));
+  CHECK(per_element[0] == T(-1));  // only element i is written
+  const PointwiseLossOutputs<T> none{nullptr, nullptr, nullptr, nullptr};
+  CHECK(pointwise_loss_element(L1Body{}, T(1), T(4), T(1), T(1), 0, none) == T(3));
+}
+}  // namespace
+
+TEST_CASE("loss bodies: hand-checked values and derivatives, stable at large logits, f32 and f64") {
+  check_loss_bodies<float>();
+  check_loss_bodies<double>();
+  check_pointwise_element<float>();
+  check_pointwise_element<double>();
+}
+
+TEST_CASE("loss_call and visit_pointwise_loss name each body and its parameters") {
+  auto round_trip = [](const PointwiseLossCall& call) {
+    return visit_pointwise_loss(call, [](auto body) { return loss_call(body); });
+  };
+  const PointwiseLossCall focal = round_trip(loss_call(FocalBody{0.3, 1.5}));
+  CHECK(focal.loss == PointwiseLoss::focal);
+  CHECK(focal.alpha == 0.3);
+  CHECK(focal.gamma == 1.5);
+  const PointwiseLossCall smooth = round_trip(loss_call(SmoothL1Body{0.75}));
+  CHECK(smooth.loss == PointwiseLoss::smooth_l1);
+  CHECK(smooth.beta == 0.75);
+  CHECK(round_trip(loss_call(BceBody{})).loss == PointwiseLoss::bce);
+  CHECK(round_trip(loss_call(L1Body{})).loss == PointwiseLoss::l1);
+  CHECK(round_trip(loss_call(MseBody{})).loss == PointwiseLoss::mse);
+  CHECK_THROWS_AS(visit_pointwise_loss(PointwiseLossCall{PointwiseLoss(99)}, [](auto) { return 0; }),
+                  std::invalid_argument);
+}
+
+TEST_CASE("cross_entropy_row: loss, gradient times scale, ties, ignored rows") {
+  const std::vector<double> row = {1, 2, 3};
+  std::vector<double> drow(3, -1);
+  double loss = -1;
+  const double expected = std::log(1 + std::exp(-1.0) + std::exp(-2.0));  // lse - x[2]
+  CHECK(cross_entropy_row(row.data(), 3, 2, true, 0.5, &loss, drow.data()) == doctest::Approx(expected));
+  CHECK(loss == doctest::Approx(expected));
+  const double total = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
+  CHECK(drow[0] == doctest::Approx(0.5 * std::exp(1.0) / total));
+  CHECK(drow[1] == doctest::Approx(0.5 * std::exp(2.0) / total));
+  CHECK(drow[2] == doctest::Approx(0.5 * (std::exp(3.0) / total - 1)));
+  // All logits tied: softmax 1/2 each.
+  const std::vector<float> tie = {4, 4};
+  std::vector<float> dtie(2);
+  float tie_loss = -1;
+  CHECK(cross_entropy_row(tie.data(), 2, 0, true, 1.0, &tie_loss, dtie.data()) ==
+        doctest::Approx(std::log(2.0)).epsilon(1e-6));
+  CHECK(dtie == std::vector<float>{-0.5f, 0.5f});
+  // An ignored row: its label (here out of range) is not read; loss and gradient 0.
+  CHECK(cross_entropy_row(row.data(), 3, -100, false, 0.5, &loss, drow.data()) == 0.0);
+  CHECK(loss == 0.0);
+  CHECK(drow == std::vector<double>{0, 0, 0});
+  CHECK(cross_entropy_row(row.data(), 3, 0, true, 1.0, &loss, static_cast<double*>(nullptr)) ==
+        doctest::Approx(std::log(total) - 1));
+}
+
+namespace {
+// The GPU's way through one lane: `threads` partial extremes (thread t takes t, t + threads, ...),
+// combined in the kernel's tree order.
+template <bool kMax>
+ExtremeAt<double> tree_extreme(const std::vector<double>& lane, int threads) {
+  std::vector<ExtremeAt<double>> part(threads);
+  for (int t = 0; t < threads; ++t)
+    part[t] = extreme_of_lane<kMax>(lane.data(), 1, t, int64_t(lane.size()), threads);
+  for (int s = threads / 2; s > 0; s >>= 1)
+    for (int t = 0; t < s; ++t)
+      part[t] = combine_extremes<kMax>(part[t], part[t + s]);
+  return part[0];
+}
+}  // namespace
+
+TEST_CASE("extreme bodies: first index on ties, NaN first, the same for every thread count") {
+  const double nan = std::nan("");
+  struct LaneCase {
+    std::vector<double> lane;
+    int64_t max_at, min_at;
+  };
+  const std::vector<LaneCase> lanes = {
+      {{2, 5, 1, 5, 5, 1, 0, 5}, 1, 6},
+      {{3, 3, 3}, 0, 0},
+      {{1, nan, 7, nan, -2}, 1, 1},  // the first NaN, for max and min alike
+      {{-INFINITY, 4, INFINITY, INFINITY, -INFINITY}, 2, 0},
+      {{9}, 0, 0},
+  };
+  for (const LaneCase& c : lanes) {
+    for (int threads : {1, 2, 4, 8, 16}) {
+      CAPTURE(threads);
+      CAPTURE(c.lane.size());
+      CHECK(tree_extreme<true>(c.lane, threads).index == c.max_at);
+      CHECK(tree_extreme<false>(c.lane, threads).index == c.min_at);
+    }
+    const ExtremeAt<double> serial = extreme_of_lane<true>(c.lane.data(), 1, 0, int64_t(c.lane.size()), 1);
+    CHECK(serial.index == c.max_at);
+  }
+  // Strided lanes: lane 5 of [outer 2, n 3, inner 4] starts at 1 * 12 + 1 and steps by 4.
+  const LaneLayout layout{2, 3, 4};
+  CHECK(layout.lanes() == 8);
+  CHECK(layout.start(5) == 13);
+  std::vector<float> x(24);
+  for (int64_t e = 0; e < 24; ++e)
+    x[e] = float(e % 5);
+  const ExtremeAt<float> strided = extreme_of_lane<true>(x.data() + layout.start(5), 4, 0, 3, 1);
+  CHECK(strided.value == 3.0f);  // elements 13, 17, 21 hold 3, 2, 1
+  CHECK(strided.index == 0);
+  // No element seen loses to any element.
+  CHECK(combine_extremes<true>(ExtremeAt<double>{0, -1}, ExtremeAt<double>{-5, 3}).index == 3);
+  CHECK(combine_extremes<true>(ExtremeAt<double>{-5, 3}, ExtremeAt<double>{0, -1}).index == 3);
+}
+
+TEST_CASE("scatter_along_element puts g at the saved index and 0 elsewhere") {
+  const LaneLayout layout{1, 3, 2};  // dx [1, 3, 2], g and the indices [1, 2]
+  const std::vector<double> g = {10, 20};
+  const std::vector<int64_t> at = {2, 0};
+  std::vector<double> dx(6);
+  for (int64_t e = 0; e < 6; ++e)
+    dx[e] = scatter_along_element(g.data(), at.data(), layout, e);
+  CHECK(dx == std::vector<double>{0, 20, 0, 0, 10, 0});
+}
+
+TEST_CASE("logsumexp and softmax bodies: values, infinities, NaN, backward") {
+  const std::vector<double> x = {0, std::log(3.0)};
+  const double shift = exp_shift(max_of_lane(x.data(), 1, 0, 2, 1));
+  CHECK(shift == std::log(3.0));
+  const double s = sum_exp_of_lane(x.data(), 1, shift, 0, 2, 1);
+  CHECK(s == doctest::Approx(4.0 / 3.0));
+  CHECK(logsumexp_of(shift, s) == doctest::Approx(std::log(4.0)));
+  // Split over two threads (each a partial sum, added in the tree): the same value.
+  CHECK(sum_exp_of_lane(x.data(), 1, shift, 0, 2, 2) + sum_exp_of_lane(x.data(), 1, shift, 1, 2, 2) ==
+        doctest::Approx(s));
+  std::vector<double> y(2), log_y(2);
+  softmax_write_lane<false>(x.data(), y.data(), 1, shift, softmax_finish<false, double>(s), 0, 2, 1);
+  softmax_write_lane<true>(x.data(), log_y.data(), 1, shift, softmax_finish<true, double>(s), 0, 2, 1);
+  CHECK(y[0] == doctest::Approx(0.25));
+  CHECK(y[1] == doctest::Approx(0.75));
+  CHECK(log_y[0] == doctest::Approx(std::log(0.25)));
+  CHECK(log_y[1] == doctest::Approx(std::log(0.75)));
+  // Backward with g = (1, 0): softmax y (g - sum g y) = (0.1875, -0.1875); log_softmax g - exp(y) sum g.
+  const std::vector<double> g = {1, 0};
+  std::vector<double> dx(2);
+  const double gy = softmax_backward_sum<false>(g.data(), y.data(), 1, 0, 2, 1);
+  CHECK(gy == doctest::Approx(0.25));
+  softmax_backward_write<false>(g.data(), y.data(), dx.data(), 1, gy, 0, 2, 1);
+  CHECK(dx[0] == doctest::Approx(0.1875));
+  CHECK(dx[1] == doctest::Approx(-0.1875));
+  const double g_sum = softmax_backward_sum<true>(g.data(), log_y.data(), 1, 0, 2, 1);
+  CHECK(g_sum == 1.0);
+  softmax_backward_write<true>(g.data(), log_y.data(), dx.data(), 1, g_sum, 0, 2, 1);
+  CHECK(dx[0] == doctest::Approx(0.75));
+  CHECK(dx[1] == doctest::Approx(-0.75));
+  // +inf in gives +inf; an all -inf lane gives -inf; the maximum ignores NaN; no element: -inf.
+  const std::vector<float> inf_lane = {INFINITY, 1}, minus_inf = {-INFINITY, -INFINITY}, with_nan = {NAN, 1};
+  const float inf_shift = exp_shift(max_of_lane(inf_lane.data(), 1, 0, 2, 1));
+  CHECK(inf_shift == 0.0f);
+  CHECK(logsumexp_of(inf_shift, sum_exp_of_lane(inf_lane.data(), 1, inf_shift, 0, 2, 1)) == INFINITY);
+  const float minus_shift = exp_shift(max_of_lane(minus_inf.data(), 1, 0, 2, 1));
+  CHECK(logsumexp_of(minus_shift, sum_exp_of_lane(minus_inf.data(), 1, minus_shift, 0, 2, 1)) == -INFINITY);
+  CHECK(max_of_lane(with_nan.data(), 1, 0, 2, 1) == 1.0f);
+  CHECK(std::isnan(sum_exp_of_lane(with_nan.data(), 1, 1.0f, 0, 2, 1)));
+  CHECK(max_of_lane(with_nan.data(), 1, 2, 2, 1) == -INFINITY);
+}
+
+TEST_CASE("index bodies: index_select, gather and their grouped backward") {
+  // x [outer 2, D 3, inner 2] = 0 .. 11; index {2, 0, 2} (K 3) with a repeat.
+  std::vector<double> x(12);
+  for (int64_t e = 0; e < 12; ++e)
+    x[e] = double(e);
+  const std::vector<int64_t> index = {2, 0, 2};
+  std::vector<double> out(12, -1);
+  for (int64_t e = 0; e < 12; ++e)
+    index_select_element(x.data(), index.data(), 3, 3, 2, e, out.data());
+  CHECK(out == std::vector<double>{4, 5, 0, 1, 4, 5, 10, 11, 6, 7, 10, 11});
+
+  const TargetGroups groups = group_by_target(index, 3);
+  CHECK(groups.starts == std::vector<int64_t>{0, 1, 1, 3});
+  CHECK(groups.sources == std::vector<int64_t>{1, 0, 2});
+  // dx[o, j, i] = the sum of g[o, k, i] over k with index[k] == j; g = 1 .. 12.
+  std::vector<double> g(12), dx(12);
+  for (int64_t e = 0; e < 12; ++e)
+    g[e] = double(e + 1);
+  for (int64_t e = 0; e < 12; ++e)
+    dx[e] = index_select_backward_element(g.data(), groups.starts.data(), groups.sources.data(), 3, 3, 2, e);
+  CHECK(dx == std::vector<double>{3, 4, 0, 0, 1 + 5, 2 + 6, 9, 10, 0, 0, 7 + 11, 8 + 12});
+
+  // gather along dim 1 of x [2, 3] (strides 3, 1): index [[2, 0], [1, 1]].
+  const std::vector<int64_t> gather_index = {2, 0, 1, 1};
+  const StridedLayout<2> layout =
+      make_strided_layout<2>({2, 2}, {std::vector<int64_t>{2, 1}, std::vector<int64_t>{3, 0}}, "test");
+  std::vector<double> gathered(4, -1);
+  for (int64_t p = 0; p < 4; ++p)
+    gather_element(x.data(), gather_index.data(), layout, 1, p, gathered.data());
+  CHECK(gathered == std::vector<double>{2, 0, 4, 4});
+  // Its backward: the targets of the four reads are 2, 0, 4, 4 (x row-major); element 4 collects two.
+  const TargetGroups reads = group_by_target({2, 0, 4, 4}, 6);
+  const std::vector<double> g4 = {1, 2, 3, 4};
+  std::vector<double> dx6(6);
+  for (int64_t q = 0; q < 6; ++q)
+    dx6[q] = segment_sum_element(g4.data(), reads.starts.data(), reads.sources.data(), q);
+  CHECK(dx6 == std::vector<double>{2, 0, 1, 0, 7, 0});
 }

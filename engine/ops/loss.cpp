@@ -29,6 +29,9 @@
 //   loss_i = lse_i - x_{i, y_i},   lse_i = m_i + log sum_j exp(x_ij - m_i),  m_i = max_j x_ij
 //   d loss_i / d x_ij = softmax_ij - [j = y_i],   softmax_ij = exp(x_ij - lse_i)
 // Rows whose target is ignore_index contribute no loss and no gradient; mean divides by the rows kept.
+//
+// On a CUDA device the same per-element bodies (engine/kernels/loss_math.h) run in engine/cuda/loss.cu,
+// and the sum / mean adds the per-element (per-row) losses in double with the deterministic sum.
 #include "engine/ops/loss.h"
 
 #include <cmath>
@@ -38,100 +41,24 @@
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
-#include "engine/hd.h"
+#include "engine/kernels/loss_math.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/reduce.h"
+#include "engine/transfer.h"
 
 namespace icd {
 namespace {
 
-// ---- per-element bodies (shared with a future CUDA kernel, hence ICD_HD)
-
-template <class T>
-struct LossTerms {
-  T loss;
-  T d_input;   // d loss / d input
-  T d_target;  // d loss / d target
-};
-
-template <class T>
-struct SigmoidParts {
-  T p;   // sigmoid(x)
-  T q;   // sigmoid(-x) = 1 - p
-  T ce;  // softplus(x) - x t, summed as (max(x, 0) - x t) + log1p(e): for a hard target the bracket is
-         // exactly 0 or |x|, so a tiny loss such as log1p(e^-30) is not rounded away against |x|
-};
-
-template <class T>
-ICD_HD SigmoidParts<T> sigmoid_parts(T x, T t) {
-  const T e = std::exp(-std::abs(x));
-  const T inv = T(1) / (T(1) + e);
-  const T ce = ((x > T(0) ? x : T(0)) - x * t) + std::log1p(e);
-  if (x >= T(0)) return {inv, e * inv, ce};
-  return {e * inv, inv, ce};
-}
-
-template <class T>
-ICD_HD T sign_of(T d) {
-  return d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0));
-}
-
-struct BceBody {
-  template <class T>
-  ICD_HD LossTerms<T> operator()(T x, T t) const {
-    const SigmoidParts<T> s = sigmoid_parts(x, t);
-    return {s.ce, s.p * (T(1) - t) - s.q * t, -x};
-  }
-};
-
-struct FocalBody {
-  double alpha, gamma;
-  template <class T>
-  ICD_HD LossTerms<T> operator()(T x, T t) const {
-    const SigmoidParts<T> s = sigmoid_parts(x, t);
-    const T ce = s.ce;
-    const T d_ce = s.p * (T(1) - t) - s.q * t;
-    const T m = s.p * (T(1) - t) + s.q * t;  // 1 - p_t
-    const T g = static_cast<T>(gamma);
-    const T modulator = gamma == 2.0 ? m * m : std::pow(m, g);
-    const T d_m_over_m = m > T(0) ? s.p * s.q * (T(1) - T(2) * t) / m : T(0);
-    const T d_modulator = g * modulator * d_m_over_m;
-    const T a = static_cast<T>(alpha);
-    const T alpha_t = alpha >= 0.0 ? a * t + (T(1) - a) * (T(1) - t) : T(1);
-    return {alpha_t * ce * modulator, alpha_t * (d_ce * modulator + ce * d_modulator), T(0)};
-  }
-};
-
-struct L1Body {
-  template <class T>
-  ICD_HD LossTerms<T> operator()(T x, T y) const {
-    const T d = x - y;
-    const T s = sign_of(d);
-    return {std::abs(d), s, -s};
-  }
-};
-
-struct SmoothL1Body {
-  double beta;  // > 0
-  template <class T>
-  ICD_HD LossTerms<T> operator()(T x, T y) const {
-    const T d = x - y, b = static_cast<T>(beta);
-    const T ad = std::abs(d);
-    if (ad < b) return {T(0.5) * d * d / b, d / b, -d / b};
-    const T s = sign_of(d);
-    return {ad - T(0.5) * b, s, -s};
-  }
-};
-
-struct MseBody {
-  template <class T>
-  ICD_HD LossTerms<T> operator()(T x, T y) const {
-    const T d = x - y;
-    return {d * d, T(2) * d, T(-2) * d};
-  }
-};
+// The per-element bodies (LossTerms, BceBody, FocalBody, ...) live in engine/kernels/loss_math.h: the
+// CUDA kernels run them too.
+using kernels::BceBody;
+using kernels::FocalBody;
+using kernels::L1Body;
+using kernels::MseBody;
+using kernels::SmoothL1Body;
 
 // ---- the driver shared by all pointwise losses
 
@@ -150,7 +77,8 @@ Tensor pointwise_loss(const PointwiseCall& call, const Tensor& input, const Tens
   if (!input.defined() || !target.defined())
     throw std::invalid_argument(op + ": " + call.input_name + " and " + call.target_name +
                                 " must be defined");
-  require_cpu(call.op, {{call.input_name, input}, {call.target_name, target}, {"weight", weight}});
+  const Device device =
+      op_device(call.op, {{call.input_name, input}, {call.target_name, target}, {"weight", weight}});
   if (input.shape() != target.shape())
     throw std::invalid_argument(op + ": " + call.input_name + " " + shape_str(input.shape()) + " and " +
                                 call.target_name + " " + shape_str(target.shape()) +
@@ -177,32 +105,32 @@ Tensor pointwise_loss(const PointwiseCall& call, const Tensor& input, const Tens
   // Under mean, every element's share of the output is 1/n: fold it into the saved derivatives.
   const double scale = call.reduction == Reduction::mean ? 1.0 / static_cast<double>(n) : 1.0;
 
-  const double total = dispatch_floating(input.dtype(), call.op, [&](auto tag) {
-    using T = decltype(tag);
-    const T* xp = x.data<T>();
-    const T* tp = t.data<T>();
-    const T* wp = w.defined() ? w.data<T>() : nullptr;
-    T* out = per_element.defined() ? per_element.data<T>() : nullptr;
-    T* dx = d_input.defined() ? d_input.data<T>() : nullptr;
-    T* dt = d_target.defined() ? d_target.data<T>() : nullptr;
-    T* dw = d_weight.defined() ? d_weight.data<T>() : nullptr;
-    const T s = static_cast<T>(scale);
-    double sum = 0.0;
+  Tensor result;
+  if (device.is_cuda()) {
+    // Each element's loss in double, added up by the deterministic sum (as the CPU, in double).
+    Tensor losses = per_element.defined() ? Tensor() : empty(shape, {DType::f64, device});
+    cuda_ops::pointwise_loss(call.op, kernels::loss_call(body), x, t, w, scale, per_element, losses, d_input,
+                             d_target, d_weight);
+    result = per_element.defined() ? per_element : mul(sum(losses), scale).to(input.dtype());
+  } else {
+    const double total = dispatch_floating(input.dtype(), call.op, [&](auto tag) {
+      using T = decltype(tag);
+      const T* xp = x.data<T>();
+      const T* tp = t.data<T>();
+      const T* wp = w.defined() ? w.data<T>() : nullptr;
+      const kernels::PointwiseLossOutputs<T> outputs{per_element.defined() ? per_element.data<T>() : nullptr,
+                                                     d_input.defined() ? d_input.data<T>() : nullptr,
+                                                     d_target.defined() ? d_target.data<T>() : nullptr,
+                                                     d_weight.defined() ? d_weight.data<T>() : nullptr};
+      const T s = static_cast<T>(scale);
+      double sum = 0.0;
 #pragma omp parallel for reduction(+ : sum) schedule(static) if (n >= cpu::kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) {
-      const LossTerms<T> r = body(xp[i], tp[i]);
-      const T wi = wp ? wp[i] : T(1);
-      const T loss = wi * r.loss;
-      sum += loss;
-      if (out) out[i] = loss;
-      if (dx) dx[i] = wi * r.d_input * s;
-      if (dt) dt[i] = wi * r.d_target * s;
-      if (dw) dw[i] = r.loss * s;
-    }
-    return sum;
-  });
-
-  Tensor result = per_element.defined() ? per_element : scalar_tensor(total * scale, input.options());
+      for (int64_t i = 0; i < n; ++i)
+        sum += kernels::pointwise_loss_element(body, xp[i], tp[i], wp ? wp[i] : T(1), s, i, outputs);
+      return sum;
+    });
+    result = per_element.defined() ? per_element : scalar_tensor(total * scale, input.options());
+  }
   autograd::record(
       result, call.op, {input, target, weight},
       [d_input, d_target, d_weight,
@@ -250,8 +178,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
                      std::optional<int64_t> ignore_index) {
   if (!logits.defined() || !target.defined())
     throw std::invalid_argument("cross_entropy: logits and target must be defined");
-  require_cpu("cross_entropy", {{"logits", logits}});
-  require_cpu("cross_entropy", {{"target", target}});
+  const Device device = op_device("cross_entropy", {{"logits", logits}});
+  if (target.device() != device)
+    throw std::invalid_argument("cross_entropy: target is on " + target.device().str() +
+                                " but logits is on " + device.str());
   if (logits.dim() != 2)
     throw std::invalid_argument("cross_entropy: logits must be [N, C], got " + shape_str(logits.shape()));
   const int64_t rows = logits.size(0), classes = logits.size(1);
@@ -263,7 +193,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
                                 " must be [N] for logits " + shape_str(logits.shape()));
   if (classes == 0) throw std::invalid_argument("cross_entropy: logits have zero classes");
 
-  const std::vector<int64_t> labels = target.to_vector<int64_t>();
+  // The labels are checked (and, on the CPU, read) on the host.
+  const std::vector<int64_t> labels =
+      (device.is_cuda() ? to_device(target, Device::cpu()) : target).to_vector<int64_t>();
   std::vector<char> kept(rows, 1);
   int64_t kept_count = 0;
   for (int64_t i = 0; i < rows; ++i) {
@@ -285,49 +217,38 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
   const double scale =
       reduction == Reduction::mean ? (kept_count > 0 ? 1.0 / static_cast<double>(kept_count) : 0.0) : 1.0;
 
-  const double total = dispatch_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
-    using T = decltype(tag);
-    const T* xp = x.data<T>();
-    T* out = per_row.data<T>();
-    T* dx = d_logits.defined() ? d_logits.data<T>() : nullptr;
-    double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) schedule(static) if (rows * classes >= cpu::kParallelGrain)
-    for (int64_t i = 0; i < rows; ++i) {
-      const T* row = xp + i * classes;
-      T* drow = dx ? dx + i * classes : nullptr;
-      if (!kept[i]) {
-        out[i] = T(0);
-        if (drow)
-          for (int64_t j = 0; j < classes; ++j)
-            drow[j] = T(0);
-        continue;
-      }
-      T row_max = row[0];
-      for (int64_t j = 1; j < classes; ++j)
-        row_max = row[j] > row_max ? row[j] : row_max;
-      double exp_sum = 0.0;
-      for (int64_t j = 0; j < classes; ++j)
-        exp_sum += std::exp(row[j] - row_max);
-      const double lse = static_cast<double>(row_max) + std::log(exp_sum);
-      const double loss = lse - static_cast<double>(row[labels[i]]);
-      out[i] = static_cast<T>(loss);
-      sum += loss;
-      if (drow) {
-        for (int64_t j = 0; j < classes; ++j)
-          drow[j] = static_cast<T>(std::exp(static_cast<double>(row[j]) - lse) * scale);
-        drow[labels[i]] -= static_cast<T>(scale);
-      }
-    }
-    return sum;
-  });
-
   Tensor result;
-  if (reduction == Reduction::none) {
-    result = per_row;
+  if (device.is_cuda()) {
+    // Each row's loss in double, added up by the deterministic sum (as the CPU, in double).
+    Tensor row_losses = empty({rows}, {DType::f64, device});
+    cuda_ops::cross_entropy("cross_entropy", x, target.contiguous(), ignore_index, scale, per_row, row_losses,
+                            d_logits);
+    if (reduction == Reduction::none)
+      result = per_row;
+    else if (reduction == Reduction::sum)
+      result = sum(row_losses).to(logits.dtype());
+    else  // mean with every row ignored is 0/0 = NaN, as in torch
+      result = div(sum(row_losses), static_cast<double>(kept_count)).to(logits.dtype());
   } else {
-    // mean with every row ignored is 0/0 = NaN, as in torch
-    const double value = reduction == Reduction::sum ? total : total / static_cast<double>(kept_count);
-    result = scalar_tensor(value, logits.options());
+    const double total = dispatch_floating(logits.dtype(), "cross_entropy", [&](auto tag) {
+      using T = decltype(tag);
+      const T* xp = x.data<T>();
+      T* out = per_row.data<T>();
+      T* dx = d_logits.defined() ? d_logits.data<T>() : nullptr;
+      double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (rows * classes >= cpu::kParallelGrain)
+      for (int64_t i = 0; i < rows; ++i)
+        sum += kernels::cross_entropy_row(xp + i * classes, classes, labels[i], kept[i] != 0, scale, out + i,
+                                          dx ? dx + i * classes : nullptr);
+      return sum;
+    });
+    if (reduction == Reduction::none) {
+      result = per_row;
+    } else {
+      // mean with every row ignored is 0/0 = NaN, as in torch
+      const double value = reduction == Reduction::sum ? total : total / static_cast<double>(kept_count);
+      result = scalar_tensor(value, logits.options());
+    }
   }
   autograd::record(result, "cross_entropy", {logits},
                    [d_logits, reduction, rows](const Tensor& g) -> std::vector<Tensor> {

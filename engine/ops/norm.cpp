@@ -30,6 +30,10 @@
 // over channels (batch norm), (sample, group) pairs (group norm) or blocks of rows (layer norm). The
 // reductions across sets (dw, db of group and layer norm) go through per-block partial sums added in a
 // fixed order, so results do not depend on the thread count.
+//
+// On a CUDA device the same formulas run as the ICD_HD bodies of engine/kernels/norm_math.h: one block per
+// set for the statistics and the backward's sums (a fixed-order tree, no atomics), one thread per element
+// for the maps; the statistics stay on the device for the backward.
 #include "engine/ops/norm.h"
 
 #include <algorithm>
@@ -41,6 +45,7 @@
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
 
@@ -363,16 +368,97 @@ std::vector<Tensor> layer_norm_backward(const Saved& s, const Tensor& grad, cons
   return {dx, dw, db};
 }
 
+// ---- the CUDA backend
+
+// What a CUDA backward needs: the input, the weight, the statistics on the device ([2, sets]: means and
+// inverse standard deviations) and which of (x, weight, bias) want a gradient.
+struct SavedOnDevice {
+  Tensor x, weight, stats;
+  bool need_x, need_weight, need_bias;
+};
+
+SavedOnDevice saved_on_device(const Tensor& xc, const Tensor& w, const Tensor& stats, const Tensor& x,
+                              const Tensor& weight, const Tensor& bias) {
+  return {xc,
+          w,
+          stats,
+          x.requires_grad(),
+          weight.defined() && weight.requires_grad(),
+          bias.defined() && bias.requires_grad()};
+}
+
+// The gradients a CUDA backward writes: each allocated only when wanted.
+struct DeviceGrads {
+  Tensor dx, dw, db;
+  DeviceGrads(const SavedOnDevice& s, const Shape& param_shape)
+      : dx(empty_if(s.need_x, s.x.shape(), s.x.options())),
+        dw(empty_if(s.need_weight, param_shape, s.x.options())),
+        db(empty_if(s.need_bias, param_shape, s.x.options())) {}
+  std::vector<Tensor> list() const { return {dx, dw, db}; }
+};
+
+Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                       const Tensor& running_var, bool training, double momentum, double eps) {
+  const int64_t C = x.size(1);
+  const Tensor xc = x.detach().contiguous(), w = plain(weight), b = plain(bias);
+  Tensor y = empty(x.shape(), x.options());
+  Tensor stats = empty({2, C}, {DType::f64, x.device()});
+  cuda_ops::batch_norm_forward("batch_norm", xc, w, b, running_mean, running_var, training, momentum, eps, y,
+                               stats);
+  autograd::record(y, "batch_norm", {x, weight, bias},
+                   [saved = saved_on_device(xc, w, stats, x, weight, bias), training, C](const Tensor& g) {
+                     DeviceGrads grads(saved, {C});
+                     cuda_ops::batch_norm_backward("batch_norm backward", saved.x, saved.weight, saved.stats,
+                                                   g.contiguous(), training, grads.dx, grads.dw, grads.db);
+                     return grads.list();
+                   });
+  return y;
+}
+
+Tensor group_norm_cuda(const Tensor& x, int64_t G, const Tensor& weight, const Tensor& bias, double eps) {
+  const int64_t C = x.size(1);
+  const Tensor xc = x.detach().contiguous(), w = plain(weight), b = plain(bias);
+  Tensor y = empty(x.shape(), x.options());
+  Tensor stats = empty({2, x.size(0) * G}, {DType::f64, x.device()});
+  cuda_ops::group_norm_forward("group_norm", xc, G, w, b, eps, y, stats);
+  autograd::record(y, "group_norm", {x, weight, bias},
+                   [saved = saved_on_device(xc, w, stats, x, weight, bias), G, C](const Tensor& g) {
+                     DeviceGrads grads(saved, {C});
+                     cuda_ops::group_norm_backward("group_norm backward", saved.x, G, saved.weight,
+                                                   saved.stats, g.contiguous(), grads.dx, grads.dw, grads.db);
+                     return grads.list();
+                   });
+  return y;
+}
+
+Tensor layer_norm_cuda(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                       const Tensor& bias, double eps) {
+  const int64_t D = shape_numel(normalized_shape);
+  const Tensor xc = x.detach().contiguous(), w = plain(weight), b = plain(bias);
+  Tensor y = empty(x.shape(), x.options());
+  Tensor stats = empty({2, x.numel() / D}, {DType::f64, x.device()});
+  cuda_ops::layer_norm_forward("layer_norm", xc, D, w, b, eps, y, stats);
+  autograd::record(
+      y, "layer_norm", {x, weight, bias},
+      [saved = saved_on_device(xc, w, stats, x, weight, bias), D, normalized_shape](const Tensor& g) {
+        DeviceGrads grads(saved, normalized_shape);
+        cuda_ops::layer_norm_backward("layer_norm backward", saved.x, D, saved.weight, saved.stats,
+                                      g.contiguous(), grads.dx, grads.dw, grads.db);
+        return grads.list();
+      });
+  return y;
+}
+
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                   const Tensor& running_var, bool training, double momentum, double eps) {
   const char* op = "batch_norm";
-  require_cpu(op, {{"x", x},
-                   {"weight", weight},
-                   {"bias", bias},
-                   {"running_mean", running_mean},
-                   {"running_var", running_var}});
+  const Device device = op_device(op, {{"x", x},
+                                       {"weight", weight},
+                                       {"bias", bias},
+                                       {"running_mean", running_mean},
+                                       {"running_var", running_var}});
   if (x.dim() < 2)
     throw std::invalid_argument("batch_norm: x must be [N, C, *], got " + shape_str(x.shape()));
   const int64_t N = x.size(0), C = x.size(1), S = spatial_size(x), M = N * S;
@@ -390,6 +476,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
                                 shape_str(x.shape()));
   if (running_mean.defined() && (running_mean.requires_grad() || running_var.requires_grad()))
     throw std::invalid_argument("batch_norm: running statistics are buffers and must not require grad");
+  if (device.is_cuda())
+    return batch_norm_cuda(x, weight, bias, running_mean, running_var, training, momentum, eps);
 
   const Tensor xc = x.detach().contiguous(), w = plain(weight), b = plain(bias);
   Tensor y = empty(x.shape(), x.options());
@@ -441,7 +529,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps) {
   const char* op = "group_norm";
-  require_cpu(op, {{"x", x}, {"weight", weight}, {"bias", bias}});
+  const Device device = op_device(op, {{"x", x}, {"weight", weight}, {"bias", bias}});
   if (x.dim() < 2)
     throw std::invalid_argument("group_norm: x must be [N, C, *], got " + shape_str(x.shape()));
   const int64_t N = x.size(0), C = x.size(1), S = spatial_size(x), G = num_groups;
@@ -453,6 +541,7 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
   check_param_shape(op, "bias", bias, {C}, x);
   const int64_t group_channels = C / G, M = group_channels * S;
   if (M == 0) throw std::invalid_argument("group_norm: empty groups in x " + shape_str(x.shape()));
+  if (device.is_cuda()) return group_norm_cuda(x, G, weight, bias, eps);
 
   const Tensor xc = x.detach().contiguous(), w = plain(weight), b = plain(bias);
   Tensor y = empty(x.shape(), x.options());
@@ -486,7 +575,7 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
   const char* op = "layer_norm";
-  require_cpu(op, {{"x", x}, {"weight", weight}, {"bias", bias}});
+  const Device device = op_device(op, {{"x", x}, {"weight", weight}, {"bias", bias}});
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
   if (k == 0 || k > x.dim() ||
       !std::equal(normalized_shape.begin(), normalized_shape.end(), x.shape().end() - k))
@@ -497,6 +586,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   const int64_t D = shape_numel(normalized_shape);
   if (D == 0)
     throw std::invalid_argument("layer_norm: empty normalized_shape " + shape_str(normalized_shape));
+  if (device.is_cuda()) return layer_norm_cuda(x, normalized_shape, weight, bias, eps);
   const int64_t R = x.numel() / D;
 
   const Tensor xc = x.detach().contiguous(), w = plain(weight), b = plain(bias);

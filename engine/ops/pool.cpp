@@ -11,6 +11,10 @@
 //   (count_include_pad) or without. Every element in the window gets dL/dy / D.
 // adaptive_avg_pool2d: an average over [floor(i H / out), ceil((i + 1) H / out)), same backward.
 //
+// On a CUDA device the same windows are computed per element by the ICD_HD bodies of
+// engine/kernels/pool_math.h; the backward passes there are gathers (each input element sums the outputs
+// that read it), which need no atomics and give the CPU's sums in the CPU's order.
+//
 // All kernels run on contiguous [planes, H, W] data (planes = N C), one plane per OpenMP iteration, so
 // threads never write to the same gradient element. Window bounds depend only on the output position,
 // so they are computed once per call, not per plane.
@@ -24,6 +28,7 @@
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
 
@@ -305,12 +310,63 @@ Tensor average_windows(const Tensor& x, const PlaneGeometry& g, std::vector<Span
   return y;
 }
 
+// ---- the CUDA backend: the same windows, as the kernels' geometry
+
+kernels::WindowAxis window_axis(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+                                int64_t dilation) {
+  return {in, out, kernel, stride, pad, dilation, false};
+}
+
+kernels::PoolGeometry pool_geometry(const PlaneGeometry& g, const Pool2dOptions& o) {
+  return {g.planes, window_axis(g.in_h, g.out_h, o.kernel.h, o.stride.h, o.padding.h, o.dilation.h),
+          window_axis(g.in_w, g.out_w, o.kernel.w, o.stride.w, o.padding.w, o.dilation.w),
+          o.count_include_pad};
+}
+
+kernels::PoolGeometry adaptive_geometry(const PlaneGeometry& g) {
+  kernels::PoolGeometry k;
+  k.planes = g.planes;
+  k.rows = {g.in_h, g.out_h, 1, 1, 0, 1, true};
+  k.cols = {g.in_w, g.out_w, 1, 1, 0, 1, true};
+  k.count_padding = false;
+  return k;
+}
+
+Tensor max_pool2d_cuda(const Tensor& x, const kernels::PoolGeometry& kg, const Shape& out_shape) {
+  const Tensor xc = x.detach().contiguous();
+  Tensor y = empty(out_shape, x.options());
+  const bool needs_grad = autograd::any_requires_grad({x});
+  Tensor argmax = needs_grad ? empty(out_shape, {DType::i64, x.device()}) : Tensor();
+  cuda_ops::max_pool2d("max_pool2d", kg, xc, y, needs_grad ? &argmax : nullptr);
+  autograd::record(
+      y, "max_pool2d", {x}, [argmax, kg, x_shape = x.shape()](const Tensor& grad_out) -> std::vector<Tensor> {
+        Tensor grad = empty(x_shape, grad_out.options());
+        cuda_ops::max_pool2d_backward("max_pool2d backward", kg, grad_out.contiguous(), argmax, grad);
+        return {grad};
+      });
+  return y;
+}
+
+Tensor average_windows_cuda(const Tensor& x, const kernels::PoolGeometry& kg, const Shape& out_shape,
+                            const char* op) {
+  const Tensor xc = x.detach().contiguous();
+  Tensor y = empty(out_shape, x.options());
+  cuda_ops::avg_pool2d(op, kg, xc, y);
+  autograd::record(y, op, {x}, [kg, op, x_shape = x.shape()](const Tensor& grad_out) -> std::vector<Tensor> {
+    Tensor grad = empty(x_shape, grad_out.options());
+    cuda_ops::avg_pool2d_backward(op, kg, grad_out.contiguous(), grad);
+    return {grad};
+  });
+  return y;
+}
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
-  require_cpu("max_pool2d", {{"x", x}});
+  const Device device = op_device("max_pool2d", {{"x", x}});
   PlaneGeometry g = plane_geometry(x, "max_pool2d");
   const Pool2dOptions o = resolve_window(x, options, g, "max_pool2d");
+  if (device.is_cuda()) return max_pool2d_cuda(x, pool_geometry(g, o), pooled_shape(x, g));
   const std::vector<Span> rows =
       window_spans(g.in_h, g.out_h, o.kernel.h, o.stride.h, o.padding.h, o.dilation.h);
   const std::vector<Span> cols =
@@ -333,25 +389,28 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& options) {
-  require_cpu("avg_pool2d", {{"x", x}});
+  const Device device = op_device("avg_pool2d", {{"x", x}});
   if (options.dilation.h != 1 || options.dilation.w != 1)
     throw std::invalid_argument("avg_pool2d: dilation " + pair_str(options.dilation) +
                                 " is not supported (only 1)");
   PlaneGeometry g = plane_geometry(x, "avg_pool2d");
   const Pool2dOptions o = resolve_window(x, options, g, "avg_pool2d");
+  if (device.is_cuda()) return average_windows_cuda(x, pool_geometry(g, o), pooled_shape(x, g), "avg_pool2d");
   return average_windows(x, g, window_spans(g.in_h, g.out_h, o.kernel.h, o.stride.h, o.padding.h, 1),
                          window_spans(g.in_w, g.out_w, o.kernel.w, o.stride.w, o.padding.w, 1),
                          o.count_include_pad, "avg_pool2d");
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
-  require_cpu("adaptive_avg_pool2d", {{"x", x}});
+  const Device device = op_device("adaptive_avg_pool2d", {{"x", x}});
   PlaneGeometry g = plane_geometry(x, "adaptive_avg_pool2d");
   if (out_h < 1 || out_w < 1)
     throw std::invalid_argument("adaptive_avg_pool2d: output size " + std::to_string(out_h) + " x " +
                                 std::to_string(out_w) + " must be positive");
   g.out_h = out_h;
   g.out_w = out_w;
+  if (device.is_cuda())
+    return average_windows_cuda(x, adaptive_geometry(g), pooled_shape(x, g), "adaptive_avg_pool2d");
   return average_windows(x, g, adaptive_spans(g.in_h, out_h), adaptive_spans(g.in_w, out_w), false,
                          "adaptive_avg_pool2d");
 }

@@ -23,6 +23,9 @@
 // The one-dimension kernels see x (made contiguous) as [outer, n, inner] around the reduced dimension
 // of size n. With inner == 1 each output reads one contiguous row; otherwise a tile of up to kLaneTile
 // neighbouring outputs is computed together, so the inner loops still walk contiguous memory.
+// On a CUDA device the same lanes go to engine/cuda/reduce_dim.cu (bodies in engine/kernels/
+// reduce_dim.h), deterministic: max/min, their indices and backward agree with the CPU bit for bit; the
+// sums of exponentials accumulate in double in a fixed tree order.
 #include "engine/ops/reduce.h"
 
 #include <algorithm>
@@ -35,6 +38,7 @@
 #include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
+#include "engine/kernels/reduce_dim.h"
 #include "engine/ops/elementwise.h"
 
 namespace icd {
@@ -218,12 +222,14 @@ void for_each_lane_tile(const DimLayout& layout, Body&& body) {
   }
 }
 
-// Whether v replaces the extreme found so far: strictly better (so the first of equal values stays),
-// or the first NaN (NaN propagates, as in torch).
-template <bool kMax, class T>
-inline bool better(T v, T best) {
-  if (v != v) return best == best;
-  return kMax ? v > best : v < best;
+// The element rules shared with the CUDA kernels (engine/kernels/reduce_dim.h): which element is the
+// extreme so far (first of equals, NaN first), and the shift before exp.
+using kernels::better;
+using kernels::exp_shift;
+
+// x (contiguous) as the CUDA kernels see it: lanes of n elements, `inner` apart.
+kernels::LaneLayout lanes_of(const DimLayout& layout) {
+  return {layout.outer, layout.n, layout.inner};
 }
 
 template <bool kMax, class T>
@@ -280,6 +286,11 @@ ValuesIndices extreme_along(const Tensor& x, int64_t dim, bool keepdim, bool is_
   ValuesIndices out;
   if (want_values) out.values = empty(out_shape, x.options());
   out.indices = empty(out_shape, {DType::i64, x.device()});
+  if (x.device().is_cuda()) {
+    cuda_ops::extreme_along(op, xc, lanes_of(layout), is_max, want_values ? &out.values : nullptr,
+                            out.indices);
+    return out;
+  }
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     T* values = want_values ? out.values.data<T>() : nullptr;
@@ -293,8 +304,13 @@ ValuesIndices extreme_along(const Tensor& x, int64_t dim, bool keepdim, bool is_
 
 // The adjoint of picking x[o, indices[o, i], i]: a zero tensor of x's shape with g written at the indices.
 Tensor scatter_along(const Tensor& g, const Tensor& indices, const Shape& x_shape, int64_t dim) {
-  Tensor grad = zeros(x_shape, g.options());
   const DimLayout layout = dim_layout(x_shape, dim);
+  if (g.device().is_cuda()) {
+    Tensor grad = empty(x_shape, g.options());
+    cuda_ops::scatter_along("max/min backward", g.contiguous(), indices, lanes_of(layout), grad);
+    return grad;
+  }
+  Tensor grad = zeros(x_shape, g.options());
   Tensor gc = g.contiguous();
   dispatch_floating(g.dtype(), "max/min backward", [&](auto tag) {
     using T = decltype(tag);
@@ -311,7 +327,7 @@ Tensor scatter_along(const Tensor& g, const Tensor& indices, const Shape& x_shap
 }
 
 ValuesIndices max_min(const Tensor& x, int64_t dim, bool keepdim, bool is_max, const char* op) {
-  require_cpu(op, {{"x", x}});
+  op_device(op, {{"x", x}});  // extreme_along and scatter_along run on x's device
   dim = wrap_reduce_dim(x, dim, op);
   ValuesIndices out = extreme_along(x, dim, keepdim, is_max, true, op);
   autograd::record(out.values, op, {x},
@@ -323,7 +339,7 @@ ValuesIndices max_min(const Tensor& x, int64_t dim, bool keepdim, bool is_max, c
 
 Tensor amax_amin(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, bool is_max,
                  const char* op) {
-  require_cpu(op, {{"x", x}});
+  op_device(op, {{"x", x}});  // extreme_along and the backward's elementwise ops run on x's device
   const std::vector<bool> mask = reduced_mask(x, dims, op);
   std::vector<int64_t> reduced_dims, order;  // order: kept dimensions first, then the reduced ones
   for (int64_t d = 0; d < x.dim(); ++d)
@@ -356,16 +372,8 @@ Tensor amax_amin(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim
 }
 
 Tensor arg_extreme(const Tensor& x, int64_t dim, bool keepdim, bool is_max, const char* op) {
-  require_cpu(op, {{"x", x}});
+  op_device(op, {{"x", x}});  // extreme_along runs on x's device
   return extreme_along(x, wrap_reduce_dim(x, dim, op), keepdim, is_max, false, op).indices;
-}
-
-// The shift m subtracted before exp. The maximum is taken ignoring NaN (a NaN input still propagates
-// through the exponentials); an infinite maximum would turn x - m into NaN, so it shifts by zero instead
-// (+inf then gives +inf, and an all -inf lane gives log 0 = -inf, as in torch).
-template <class T>
-T exp_shift(T maximum) {
-  return std::isinf(maximum) ? T(0) : maximum;
 }
 
 template <class T>
@@ -522,6 +530,11 @@ Tensor softmax_backward(const Tensor& g, const Tensor& y, int64_t dim, bool log)
   Tensor gc = g.contiguous();
   Tensor dx = empty(y.shape(), y.options());
   const DimLayout layout = dim_layout(y.shape(), dim);
+  if (y.device().is_cuda()) {
+    cuda_ops::softmax_backward(log ? "log_softmax backward" : "softmax backward", gc, y, lanes_of(layout),
+                               log, dx);
+    return dx;
+  }
   dispatch_floating(y.dtype(), log ? "log_softmax backward" : "softmax backward", [&](auto tag) {
     using T = decltype(tag);
     if (log)
@@ -533,18 +546,22 @@ Tensor softmax_backward(const Tensor& g, const Tensor& y, int64_t dim, bool log)
 }
 
 Tensor softmax_family(const Tensor& x, int64_t dim, bool log, const char* op) {
-  require_cpu(op, {{"x", x}});
+  const Device device = op_device(op, {{"x", x}});
   dim = wrap_reduce_dim(x, dim, op);
   Tensor xc = x.detach().contiguous();
   Tensor y = empty(x.shape(), x.options());
   const DimLayout layout = dim_layout(x.shape(), dim);
-  dispatch_floating(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    if (log)
-      softmax_kernel<true>(xc.data<T>(), layout, y.data<T>());
-    else
-      softmax_kernel<false>(xc.data<T>(), layout, y.data<T>());
-  });
+  if (device.is_cuda()) {
+    cuda_ops::softmax(op, xc, lanes_of(layout), log, y);
+  } else {
+    dispatch_floating(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      if (log)
+        softmax_kernel<true>(xc.data<T>(), layout, y.data<T>());
+      else
+        softmax_kernel<false>(xc.data<T>(), layout, y.data<T>());
+    });
+  }
   autograd::record(y, op, {x}, [saved = y.detach(), dim, log](const Tensor& g) -> std::vector<Tensor> {
     return {softmax_backward(g, saved, dim, log)};
   });
@@ -581,14 +598,18 @@ Tensor argmin(const Tensor& x) {
 }
 
 Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
-  require_cpu("logsumexp", {{"x", x}});
+  const Device device = op_device("logsumexp", {{"x", x}});
   dim = wrap_reduce_dim(x, dim, "logsumexp");
   Tensor xc = x.detach().contiguous();
   Tensor y = empty(reduced_shape(x.shape(), dim, keepdim), x.options());
-  dispatch_floating(x.dtype(), "logsumexp", [&](auto tag) {
-    using T = decltype(tag);
-    logsumexp_kernel(xc.data<T>(), dim_layout(x.shape(), dim), y.data<T>());
-  });
+  if (device.is_cuda()) {
+    cuda_ops::logsumexp("logsumexp", xc, lanes_of(dim_layout(x.shape(), dim)), y);
+  } else {
+    dispatch_floating(x.dtype(), "logsumexp", [&](auto tag) {
+      using T = decltype(tag);
+      logsumexp_kernel(xc.data<T>(), dim_layout(x.shape(), dim), y.data<T>());
+    });
+  }
   autograd::record(y, "logsumexp", {x},
                    [x = x.detach(), saved = y.detach(), kept_shape = reduced_shape(x.shape(), dim, true)](
                        const Tensor& g) -> std::vector<Tensor> {

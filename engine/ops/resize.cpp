@@ -19,6 +19,8 @@
 //              The clamp matters when upsampling: outputs left of the first pixel's centre copy it.
 //              At the far end h0 = in - 1 gives h1 = h0, so outputs beyond the last centre copy it too.
 //   Bilinear coordinates are computed in the tensor's dtype, as torch's CPU kernel does.
+// On a CUDA device the ICD_HD bodies of engine/kernels/resize_math.h compute the same indices and weights
+// per element; their backward is a gather (each input pixel sums the outputs that read it), with no atomics.
 // OpenMP runs over planes, which are independent in both directions (no two planes share a pixel).
 #include "engine/ops/resize.h"
 
@@ -30,6 +32,7 @@
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
 
@@ -169,17 +172,54 @@ Tensor bilinear_backward(const Tensor& grad, const Shape& x_shape, bool align_co
   return dx;
 }
 
+// ---- the CUDA backend
+
+kernels::ResizeGeometry resize_geometry(const Tensor& x, int64_t out_h, int64_t out_w) {
+  kernels::ResizeGeometry g;
+  g.planes = x.size(0) * x.size(1);
+  g.in_h = x.size(2);
+  g.in_w = x.size(3);
+  g.out_h = out_h;
+  g.out_w = out_w;
+  return g;
+}
+
+// Runs `forward` (cuda_ops::upsample_nearest2d or interpolate_bilinear) and records `backward`.
+template <class Forward, class Backward>
+Tensor resize_cuda(const char* op, const Tensor& x, const kernels::ResizeGeometry& g, Forward forward,
+                   Backward backward) {
+  const Tensor xc = x.detach().contiguous();
+  Tensor y = empty({x.size(0), x.size(1), g.out_h, g.out_w}, x.options());
+  forward(op, g, xc, y);
+  autograd::record(y, op, {x}, [op, g, backward, shape = x.shape()](const Tensor& grad) {
+    Tensor dx = empty(shape, grad.options());
+    backward(op, g, grad.contiguous(), dx);
+    return std::vector<Tensor>{dx};
+  });
+  return y;
+}
+
+Tensor nearest_cuda(const Tensor& x, int64_t out_h, int64_t out_w, float ratio_h, float ratio_w) {
+  kernels::ResizeGeometry g = resize_geometry(x, out_h, out_w);
+  g.ratio_h = ratio_h;
+  g.ratio_w = ratio_w;
+  return resize_cuda("upsample_nearest2d", x, g, cuda_ops::upsample_nearest2d,
+                     cuda_ops::upsample_nearest2d_backward);
+}
+
 }  // namespace
 
 Tensor upsample_nearest2d(const Tensor& x, int64_t out_h, int64_t out_w) {
-  require_cpu("upsample_nearest2d", {{"x", x}});
+  const Device device = op_device("upsample_nearest2d", {{"x", x}});
   check_resize_args("upsample_nearest2d", x, out_h, out_w);
-  return nearest_forward(x, out_h, out_w, static_cast<float>(x.size(2)) / static_cast<float>(out_h),
-                         static_cast<float>(x.size(3)) / static_cast<float>(out_w));
+  const float ratio_h = static_cast<float>(x.size(2)) / static_cast<float>(out_h);
+  const float ratio_w = static_cast<float>(x.size(3)) / static_cast<float>(out_w);
+  if (device.is_cuda()) return nearest_cuda(x, out_h, out_w, ratio_h, ratio_w);
+  return nearest_forward(x, out_h, out_w, ratio_h, ratio_w);
 }
 
 Tensor upsample_nearest2d(const Tensor& x, double scale_factor) {
-  require_cpu("upsample_nearest2d", {{"x", x}});
+  const Device device = op_device("upsample_nearest2d", {{"x", x}});
   if (!(scale_factor > 0) || !std::isfinite(scale_factor))
     throw std::invalid_argument("upsample_nearest2d: scale_factor must be positive and finite, got " +
                                 std::to_string(scale_factor));
@@ -189,13 +229,19 @@ Tensor upsample_nearest2d(const Tensor& x, double scale_factor) {
   const int64_t out_w = static_cast<int64_t>(std::floor(static_cast<double>(x.size(3)) * scale_factor));
   check_resize_args("upsample_nearest2d", x, out_h, out_w);
   const float ratio = static_cast<float>(1.0 / scale_factor);
+  if (device.is_cuda()) return nearest_cuda(x, out_h, out_w, ratio, ratio);
   return nearest_forward(x, out_h, out_w, ratio, ratio);
 }
 
 Tensor interpolate_bilinear(const Tensor& x, int64_t out_h, int64_t out_w, bool align_corners) {
   const char* op = "interpolate_bilinear";
-  require_cpu(op, {{"x", x}});
+  const Device device = op_device(op, {{"x", x}});
   check_resize_args(op, x, out_h, out_w);
+  if (device.is_cuda()) {
+    kernels::ResizeGeometry g = resize_geometry(x, out_h, out_w);
+    g.align_corners = align_corners;
+    return resize_cuda(op, x, g, cuda_ops::interpolate_bilinear, cuda_ops::interpolate_bilinear_backward);
+  }
   const int64_t P = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
   const Tensor xc = x.detach().contiguous();
   Tensor y = empty({x.size(0), x.size(1), out_h, out_w}, x.options());

@@ -12,6 +12,10 @@
 // index_select and gather may read one x element several times (repeated indices), so their backward
 // is a scatter-*add*: each read contributes its g. Indices are checked before anything is read.
 //
+// On a CUDA device the backward is written as a gather instead: each dx element sums the g elements that
+// read it, grouped on the host in ascending order (the CPU's order of the adds), so there are no atomics
+// and the result is the CPU's bit for bit (engine/kernels/index_math.h).
+//
 // Layout: with x viewed as [outer, size(dim), inner] (row-major), cat and index_select copy whole runs
 // of `inner` elements with memcpy; OpenMP shares the outer index among threads (outer blocks are
 // disjoint in both input and output, so the scatter-adds cannot race either).
@@ -24,9 +28,12 @@
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
+#include "engine/kernels/index_math.h"
 #include "engine/ops/elementwise.h"
+#include "engine/transfer.h"
 
 namespace icd {
 namespace {
@@ -46,13 +53,23 @@ std::vector<int64_t> offsets_of(const Shape& shape, const Shape& strides) {
   return offsets;
 }
 
-void check_index_tensor(const char* op, const Tensor& index) {
+void check_index_tensor(const char* op, const Tensor& index, Device device) {
   if (!index.defined()) throw std::invalid_argument(std::string(op) + ": index is undefined");
   if (index.dtype() != DType::i64)
     throw std::invalid_argument(std::string(op) + ": index must be i64, got " + dtype_name(index.dtype()));
-  if (!index.device().is_cpu())
-    throw std::runtime_error(std::string(op) + ": no kernel for device " + index.device().str() +
-                             " in this build");
+  if (index.device() != device)
+    throw std::invalid_argument(std::string(op) + ": index is on " + index.device().str() + " but x is on " +
+                                device.str());
+}
+
+// The index values on the host, where they are checked (and, for CPU tensors, read).
+Tensor host_index(const Tensor& index) {
+  return index.device().is_cpu() ? index : to_device(index, Device::cpu());
+}
+
+// An i64 vector as a 1-D tensor on `device`.
+Tensor index_tensor_on(const std::vector<int64_t>& values, Device device) {
+  return to_device(from_vector(values, {static_cast<int64_t>(values.size())}), device);
 }
 
 void check_index_value(const char* op, int64_t value, int64_t size, int64_t dim, const Tensor& x) {
@@ -67,13 +84,40 @@ void check_index_value(const char* op, int64_t value, int64_t size, int64_t dim,
 // ---------------------------------------------------------------------------------------------------
 // cat, stack, split
 
+namespace {
+
+// out = the inputs side by side along d, one memcpy per input and outer index; sizes = their sizes along d.
+void cat_on_cpu(const std::vector<Tensor>& tensors, int64_t d, Tensor& out, std::vector<int64_t>& sizes) {
+  const Shape& out_shape = out.shape();
+  const int64_t ndim = out.dim();
+  const int64_t outer = product(out_shape, 0, d), inner = product(out_shape, d + 1, ndim);
+  const std::size_t element = dtype_size(out.dtype());
+  const int64_t out_row = out_shape[d] * inner;  // elements per outer index in out
+  int64_t start = 0;
+  for (const Tensor& t : tensors) {
+    const int64_t run = t.size(d) * inner;  // elements per outer index in t
+    sizes.push_back(t.size(d));
+    if (run > 0 && outer > 0) {
+      const Tensor tc = t.detach().contiguous();
+      const char* src = static_cast<const char*>(tc.raw_data());
+      char* dst = static_cast<char*>(out.raw_data()) + start * inner * element;
+#pragma omp parallel for schedule(static) if (outer > 1 && outer * run >= cpu::kParallelGrain)
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(dst + o * out_row * element, src + o * run * element, run * element);
+    }
+    start += t.size(d);
+  }
+}
+
+}  // namespace
+
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   if (tensors.empty()) throw std::invalid_argument("cat: no tensors to concatenate");
   const Tensor& first = tensors[0];
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const std::string name = "tensors[" + std::to_string(i) + "]";
     if (!tensors[i].defined()) throw std::invalid_argument("cat: " + name + " is undefined");
-    require_cpu("cat", {{"tensors[0]", first}, {name.c_str(), tensors[i]}});
+    op_device("cat", {{"tensors[0]", first}, {name.c_str(), tensors[i]}});
   }
   const int64_t ndim = first.dim();
   if (ndim == 0) throw std::invalid_argument("cat: zero-dimensional tensors cannot be concatenated");
@@ -92,23 +136,17 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     out_shape[d] += s[d];
   }
   Tensor out = empty(out_shape, first.options());
-  const int64_t outer = product(out_shape, 0, d), inner = product(out_shape, d + 1, ndim);
-  const std::size_t element = dtype_size(first.dtype());
-  const int64_t out_row = out_shape[d] * inner;  // elements per outer index in out
   std::vector<int64_t> sizes;
-  int64_t start = 0;
-  for (const Tensor& t : tensors) {
-    const int64_t run = t.size(d) * inner;  // elements per outer index in t
-    sizes.push_back(t.size(d));
-    if (run > 0 && outer > 0) {
-      const Tensor tc = t.detach().contiguous();
-      const char* src = static_cast<const char*>(tc.raw_data());
-      char* dst = static_cast<char*>(out.raw_data()) + start * inner * element;
-#pragma omp parallel for schedule(static) if (outer > 1 && outer * run >= cpu::kParallelGrain)
-      for (int64_t o = 0; o < outer; ++o)
-        std::memcpy(dst + o * out_row * element, src + o * run * element, run * element);
+  if (first.device().is_cuda()) {  // each input copied into its slice of out by the strided copy kernel
+    int64_t start = 0;
+    for (const Tensor& t : tensors) {
+      Tensor slice = out.narrow(d, start, t.size(d));
+      copy_(slice, t.detach());
+      sizes.push_back(t.size(d));
+      start += t.size(d);
     }
-    start += t.size(d);
+  } else {
+    cat_on_cpu(tensors, d, out, sizes);
   }
   autograd::record(out, "cat", tensors,
                    [sizes = std::move(sizes), d](const Tensor& g) -> std::vector<Tensor> {
@@ -182,6 +220,15 @@ namespace {
 Tensor index_select_backward(const Tensor& grad, const Shape& x_shape, int64_t d,
                              const std::vector<int64_t>& idx) {
   const Tensor g = grad.contiguous();
+  if (g.device().is_cuda()) {  // each dx row sums the g rows that read it, in ascending k: no atomics
+    const int64_t ndim = static_cast<int64_t>(x_shape.size());
+    const kernels::TargetGroups reads = kernels::group_by_target(idx, x_shape[d]);
+    Tensor dx = empty(x_shape, g.options());
+    cuda_ops::index_select_backward("index_select backward", g, index_tensor_on(reads.starts, g.device()),
+                                    index_tensor_on(reads.sources, g.device()), product(x_shape, 0, d),
+                                    product(x_shape, d + 1, ndim), dx);
+    return dx;
+  }
   Tensor dx = zeros(x_shape, g.options());
   const int64_t ndim = static_cast<int64_t>(x_shape.size());
   const int64_t outer = product(x_shape, 0, d), inner = product(x_shape, d + 1, ndim);
@@ -206,14 +253,14 @@ Tensor index_select_backward(const Tensor& grad, const Shape& x_shape, int64_t d
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   const char* op = "index_select";
-  require_cpu(op, {{"x", x}});
-  check_index_tensor(op, index);
+  const Device device = op_device(op, {{"x", x}});
+  check_index_tensor(op, index, device);
   if (index.dim() > 1)
     throw std::invalid_argument("index_select: index must be 0-D or 1-D, got " + shape_str(index.shape()));
   if (x.dim() == 0) throw std::invalid_argument("index_select: x must have at least one dimension");
   const int64_t d = wrap_dim(dim, x.dim(), op);
   const int64_t D = x.size(d), K = index.numel();
-  std::vector<int64_t> idx = index.to_vector<int64_t>();
+  std::vector<int64_t> idx = host_index(index).to_vector<int64_t>();
   for (int64_t v : idx)
     check_index_value(op, v, D, d, x);
 
@@ -222,7 +269,9 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   Tensor out = empty(out_shape, x.options());
   const int64_t outer = product(x.shape(), 0, d), inner = product(x.shape(), d + 1, x.dim());
   const std::size_t element = dtype_size(x.dtype());
-  if (out.numel() > 0) {
+  if (device.is_cuda()) {
+    cuda_ops::index_select(op, x.detach().contiguous(), index.contiguous().reshape({K}), outer, inner, out);
+  } else if (out.numel() > 0) {
     const Tensor xc = x.detach().contiguous();
     const char* src = static_cast<const char*>(xc.raw_data());
     char* dst = static_cast<char*>(out.raw_data());
@@ -257,14 +306,30 @@ GatherLayout gather_layout(const Shape& index_shape, const Shape& x_strides, int
 }
 
 // dx[p with p_dim := idx[p]] += g[p]: the same addressing over a zero, row-major dx.
+// `index` is on the host (the CUDA path groups the reads there).
 Tensor gather_backward(const Tensor& grad, const Shape& x_shape, int64_t d, const Tensor& index) {
   const Tensor g = grad.contiguous();
-  Tensor dx = zeros(x_shape, g.options());
-  const GatherLayout layout = gather_layout(index.shape(), dx.strides(), d);
+  const GatherLayout layout = gather_layout(index.shape(), contiguous_strides(x_shape), d);
   const int64_t outer = static_cast<int64_t>(layout.outer_offsets.size());
   const int64_t inner = static_cast<int64_t>(layout.inner_offsets.size());
   const int64_t K = index.size(d);
   const int64_t* idx = index.data<int64_t>();
+  if (g.device().is_cuda()) {  // each dx element sums the g elements that read it, in ascending order
+    std::vector<int64_t> target_of(g.numel());
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t row = (o * K + k) * inner;
+        for (int64_t i = 0; i < inner; ++i)
+          target_of[row + i] =
+              layout.outer_offsets[o] + idx[row + i] * layout.dim_stride + layout.inner_offsets[i];
+      }
+    const kernels::TargetGroups reads = kernels::group_by_target(target_of, shape_numel(x_shape));
+    Tensor dx = empty(x_shape, g.options());
+    cuda_ops::segment_sum("gather backward", g, index_tensor_on(reads.starts, g.device()),
+                          index_tensor_on(reads.sources, g.device()), dx);
+    return dx;
+  }
+  Tensor dx = zeros(x_shape, g.options());
   dispatch_floating(g.dtype(), "gather backward", [&](auto tag) {
     using T = decltype(tag);
     const T* gp = g.data<T>();
@@ -286,8 +351,8 @@ Tensor gather_backward(const Tensor& grad, const Shape& x_shape, int64_t d, cons
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   const char* op = "gather";
-  require_cpu(op, {{"x", x}});
-  check_index_tensor(op, index);
+  const Device device = op_device(op, {{"x", x}});
+  check_index_tensor(op, index, device);
   if (index.dim() != x.dim())
     throw std::invalid_argument("gather: index " + shape_str(index.shape()) +
                                 " must have as many dimensions as x " + shape_str(x.shape()));
@@ -297,16 +362,23 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
     if (k != d && index.size(k) > x.size(k))
       throw std::invalid_argument("gather: index " + shape_str(index.shape()) + " is larger than x " +
                                   shape_str(x.shape()) + " in dimension " + std::to_string(k));
-  const Tensor ic = index.contiguous();
+  const Tensor ic = host_index(index.contiguous());
   const int64_t* idx = ic.data<int64_t>();
   const int64_t D = x.size(d), K = index.size(d), n = index.numel();
   for (int64_t e = 0; e < n; ++e)
     check_index_value(op, idx[e], D, d, x);
 
+  Tensor out = empty(index.shape(), x.options());
+  if (device.is_cuda()) {
+    cuda_ops::gather(op, x.detach(), d, index.contiguous(), out);
+    autograd::record(out, op, {x}, [ic, shape = x.shape(), d](const Tensor& g) {
+      return std::vector<Tensor>{gather_backward(g, shape, d, ic)};
+    });
+    return out;
+  }
   const GatherLayout layout = gather_layout(index.shape(), x.strides(), d);
   const int64_t outer = static_cast<int64_t>(layout.outer_offsets.size());
   const int64_t inner = static_cast<int64_t>(layout.inner_offsets.size());
-  Tensor out = empty(index.shape(), x.options());
   dispatch_all(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = x.data<T>();
@@ -330,7 +402,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 // pad
 
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
-  require_cpu("pad", {{"x", x}});
+  op_device("pad", {{"x", x}});  // full and copy_ below run on x's device
   const int64_t pairs = static_cast<int64_t>(pads.size()) / 2;
   if (pads.size() % 2 != 0 || pairs > x.dim())
     throw std::invalid_argument("pad: pads must hold (before, after) pairs for at most " +
