@@ -66,8 +66,8 @@ void gemm(const char* op, bool trans_a, bool trans_b, int64_t M, int64_t N, int6
 //   dweight              = dL/dweight, summed over the batch.
 void conv2d_forward(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias,
                     const Conv2dOptions& options, Tensor& y);
-void conv2d_backward_data(const char* op, const Tensor& dy, const Tensor& weight, const Conv2dOptions& options,
-                          Tensor& dx);
+void conv2d_backward_data(const char* op, const Tensor& dy, const Tensor& weight,
+                          const Conv2dOptions& options, Tensor& dx);
 void conv2d_backward_filter(const char* op, const Tensor& x, const Tensor& dy, const Conv2dOptions& options,
                             Tensor& dweight);
 

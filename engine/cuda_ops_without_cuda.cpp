@@ -38,11 +38,12 @@ void clip_by_value(const char* op, Tensor&, double) {
   throw std::runtime_error(no_cuda_backend_message(op));
 }
 
-void gemm(const char* op, bool, bool, int64_t, int64_t, int64_t, const Tensor&, int64_t, const std::vector<int64_t>&,
-          const Tensor&, int64_t, const std::vector<int64_t>&, double, Tensor&) {
+void gemm(const char* op, bool, bool, int64_t, int64_t, int64_t, const Tensor&, int64_t,
+          const std::vector<int64_t>&, const Tensor&, int64_t, const std::vector<int64_t>&, double, Tensor&) {
   throw std::runtime_error(no_cuda_backend_message(op));
 }
-void conv2d_forward(const char* op, const Tensor&, const Tensor&, const Tensor&, const Conv2dOptions&, Tensor&) {
+void conv2d_forward(const char* op, const Tensor&, const Tensor&, const Tensor&, const Conv2dOptions&,
+                    Tensor&) {
   throw std::runtime_error(no_cuda_backend_message(op));
 }
 void conv2d_backward_data(const char* op, const Tensor&, const Tensor&, const Conv2dOptions&, Tensor&) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/kernels/binary_op.h"
+#include "engine/kernels/gemm_plan.h"
 #include "engine/kernels/index_math.h"
 #include "engine/kernels/launch.h"
 #include "engine/kernels/loss_math.h"
@@ -606,4 +607,129 @@ TEST_CASE("index bodies: index_select, gather and their grouped backward") {
   for (int64_t q = 0; q < 6; ++q)
     dx6[q] = segment_sum_element(g4.data(), reads.starts.data(), reads.sources.data(), q);
   CHECK(dx6 == std::vector<double>{2, 0, 1, 0, 7, 0});
+}
+
+namespace {
+// Column-major C = op(X) op(Y) (C m x n, op(X) m x k, op(Y) k x n) exactly as BLAS defines it, with
+// plain loops: element (r, c) of a column-major matrix with leading dimension ld is at r + c ld. This is
+// what cuBLAS computes from a ColumnMajorGemm.
+void column_major_product(const ColumnMajorGemm& g, const std::vector<double>& first,
+                          const std::vector<double>& second, std::vector<double>& c) {
+  for (int64_t j = 0; j < g.n; ++j)
+    for (int64_t i = 0; i < g.m; ++i) {
+      double acc = 0;
+      for (int64_t p = 0; p < g.k; ++p) {
+        const double x = g.trans_first ? first[p + i * g.ld_first] : first[i + p * g.ld_first];
+        const double y = g.trans_second ? second[j + p * g.ld_second] : second[p + j * g.ld_second];
+        acc += x * y;
+      }
+      c[i + j * g.ldc] = acc;
+    }
+}
+}  // namespace
+
+TEST_CASE(
+    "column_major_gemm: cuBLAS's column-major product of the planned operands is the row-major C = op(A) "
+    "op(B)") {
+  const int64_t M = 3, N = 4, K = 5;
+  for (bool trans_a : {false, true}) {
+    for (bool trans_b : {false, true}) {
+      CAPTURE(trans_a);
+      CAPTURE(trans_b);
+      // Stored rows are padded by 2 (a sub-matrix), C's by 1; the padding holds values that must not leak in.
+      const int64_t lda = (trans_a ? M : K) + 2, ldb = (trans_b ? K : N) + 2, ldc = N + 1;
+      std::vector<double> a((trans_a ? K : M) * lda), b((trans_b ? N : K) * ldb);
+      for (std::size_t i = 0; i < a.size(); ++i)
+        a[i] = double(i % 7) - 3;
+      for (std::size_t i = 0; i < b.size(); ++i)
+        b[i] = double(i % 5) - 1;
+      const ColumnMajorGemm g = column_major_gemm(trans_a, trans_b, M, N, K, lda, ldb, ldc, "test");
+      CHECK(g.m == N);
+      CHECK(g.n == M);
+      CHECK(g.k == K);
+      std::vector<double> c(M * ldc, -99.0);
+      column_major_product(g, b, a, c);  // cuBLAS's first operand is B
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) {
+          double expected = 0;
+          for (int64_t k = 0; k < K; ++k)
+            expected +=
+                (trans_a ? a[k * lda + m] : a[m * lda + k]) * (trans_b ? b[n * ldb + k] : b[k * ldb + n]);
+          CHECK(c[m * ldc + n] == expected);
+        }
+        CHECK(c[m * ldc + N] == -99.0);  // C's padding is not written
+      }
+    }
+  }
+}
+
+TEST_CASE(
+    "column_major_gemm: leading dimensions shorter than a stored row, and negative sizes, are refused") {
+  CHECK_NOTHROW(column_major_gemm(false, false, 3, 4, 5, 5, 4, 4, "matmul"));
+  CHECK_NOTHROW(column_major_gemm(true, true, 3, 4, 5, 3, 5, 4, "matmul"));
+  CHECK_NOTHROW(column_major_gemm(false, false, 3, 4, 0, 1, 4, 4, "matmul"));  // K = 0: ld at least 1
+  CHECK_THROWS_WITH_AS(column_major_gemm(false, false, 3, 4, 5, 4, 4, 4, "matmul"),
+                       doctest::Contains("matmul (cuBLAS GEMM): lda = 4"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(column_major_gemm(true, false, 3, 4, 5, 2, 4, 4, "matmul"),
+                       doctest::Contains("lda = 2"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(column_major_gemm(false, false, 3, 4, 5, 5, 3, 4, "matmul"),
+                       doctest::Contains("ldb = 3"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(column_major_gemm(false, true, 3, 4, 5, 5, 4, 4, "matmul"),
+                       doctest::Contains("ldb = 4"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(column_major_gemm(false, false, 3, 4, 5, 5, 4, 3, "matmul"),
+                       doctest::Contains("ldc = 3"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(column_major_gemm(false, false, 3, 4, 0, 0, 4, 4, "matmul"),
+                       doctest::Contains("lda = 0"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(column_major_gemm(false, false, -1, 4, 5, 5, 4, 4, "bmm"),
+                       doctest::Contains("bmm (cuBLAS GEMM): negative size"), std::invalid_argument);
+}
+
+namespace {
+// Every product's offsets, rebuilt from the runs, are the given ones, and the runs tile the batch in order.
+void check_runs_cover(const std::vector<int64_t>& a_offsets, const std::vector<int64_t>& b_offsets,
+                      const std::vector<GemmRun>& runs) {
+  int64_t next = 0;
+  for (const GemmRun& run : runs) {
+    CHECK(run.first == next);
+    CHECK(run.count >= 1);
+    for (int64_t j = 0; j < run.count; ++j) {
+      CHECK(run.a_offset + j * run.a_stride == a_offsets[run.first + j]);
+      CHECK(run.b_offset + j * run.b_stride == b_offsets[run.first + j]);
+    }
+    next += run.count;
+  }
+  CHECK(next == int64_t(a_offsets.size()));
+}
+}  // namespace
+
+TEST_CASE("plan_gemm_runs: equally spaced batches are one run, broadcast patterns a few, in order") {
+  // A contiguous batch, and one with a broadcast (repeated) B: one strided-batched call each.
+  std::vector<GemmRun> runs = plan_gemm_runs({0, 12, 24, 36}, {0, 20, 40, 60});
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].count == 4);
+  CHECK(runs[0].a_stride == 12);
+  CHECK(runs[0].b_stride == 20);
+  runs = plan_gemm_runs({0, 12, 24}, {7, 7, 7});
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].b_offset == 7);
+  CHECK(runs[0].b_stride == 0);
+  // [2, 1, M, K] x [3, K, N]: batch [2, 3]; A repeats each matrix 3 times, B cycles through 3.
+  const std::vector<int64_t> a = {0, 0, 0, 12, 12, 12}, b = {0, 20, 40, 0, 20, 40};
+  runs = plan_gemm_runs(a, b);
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[1].first == 3);
+  CHECK(runs[1].a_offset == 12);
+  CHECK(runs[1].a_stride == 0);
+  check_runs_cover(a, b, runs);
+  // An irregular pattern still splits into runs that rebuild every offset.
+  const std::vector<int64_t> odd_a = {5, 1, 9, 13, 17, 2, 2}, odd_b = {0, 0, 0, 3, 6, 1, 8};
+  check_runs_cover(odd_a, odd_b, plan_gemm_runs(odd_a, odd_b));
+  // One product; no products.
+  runs = plan_gemm_runs({5}, {9});
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].count == 1);
+  CHECK(runs[0].a_offset == 5);
+  CHECK(runs[0].b_offset == 9);
+  CHECK(plan_gemm_runs({}, {}).empty());
+  CHECK_THROWS_AS(plan_gemm_runs({0, 1}, {0}), std::invalid_argument);
 }

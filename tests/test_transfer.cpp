@@ -6,10 +6,15 @@
 // a GPU are in tests/test_cuda_parity.cpp (skipped, visibly, where there is no GPU).
 #include <doctest/doctest.h>
 
+#include <string>
+
+#include "engine/cuda_ops.h"
 #include "engine/cuda_status.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
+#include "engine/ops/conv.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/matmul.h"
 #include "engine/transfer.h"
 
 using namespace icd;
@@ -64,4 +69,56 @@ TEST_CASE("a build without CUDA refuses naming the op; require_cpu lets CPU tens
   Generator gen(3);
   const Tensor x = randn({2}, gen);
   CHECK_NOTHROW(require_cpu("matmul", {{"a", x}}));  // a CPU tensor passes
+}
+
+TEST_CASE("matmul, bmm, linear and conv2d check their arguments' device and dtype, naming the arguments") {
+  Generator gen(4);
+  const Tensor a32 = randn({2, 3}, gen), b64 = randn({3, 2}, gen, {DType::f64});
+  CHECK_THROWS_WITH_AS(matmul(a32, b64), "matmul: b has dtype f64 but a has dtype f32",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(bmm(a32.unsqueeze(0), b64.unsqueeze(0)), "bmm: b has dtype f64 but a has dtype f32",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(linear(a32, randn({4, 3}, gen), randn({4}, gen, {DType::f64})),
+                       "linear: bias has dtype f64 but x has dtype f32", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(conv2d(randn({1, 2, 4, 4}, gen), randn({3, 2, 3, 3}, gen, {DType::f64}), Tensor()),
+                       "conv2d: weight has dtype f64 but x has dtype f32", std::invalid_argument);
+}
+
+TEST_CASE("without a usable GPU, the cuBLAS and cuDNN entry points refuse before any work, saying why") {
+  if (cuda_status().available) {
+    MESSAGE("a GPU is available: the refusal path does not apply here");
+    return;
+  }
+#if defined(ICD_WITH_CUDA)
+  const std::string why = cuda_status().reason;  // the probe's reason, e.g. no device
+#else
+  const std::string why = "this build has no CUDA backend";
+#endif
+  // Well-formed CPU arguments: what stops the call is the missing device, not the arguments.
+  const Tensor a = zeros({2, 3}), b = zeros({3, 4}), x = zeros({1, 2, 5, 5}), w = zeros({3, 2, 3, 3});
+  Tensor c = zeros({2, 4}), y = zeros({1, 3, 3, 3}), dx = zeros({1, 2, 5, 5}), dw = zeros({3, 2, 3, 3});
+  CHECK_THROWS_WITH_AS(cuda_ops::gemm("matmul", false, false, 2, 4, 3, a, 3, {0}, b, 4, {0}, 0.0, c),
+                       doctest::Contains(why.c_str()), std::runtime_error);
+  CHECK_THROWS_WITH_AS(cuda_ops::conv2d_forward("conv2d", x, w, Tensor(), {}, y),
+                       doctest::Contains(why.c_str()), std::runtime_error);
+  CHECK_THROWS_WITH_AS(cuda_ops::conv2d_backward_data("conv2d", y, w, {}, dx), doctest::Contains(why.c_str()),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(cuda_ops::conv2d_backward_filter("conv2d", x, y, {}, dw),
+                       doctest::Contains(why.c_str()), std::runtime_error);
+#if defined(ICD_WITH_CUDA)
+  // Arguments cuBLAS or cuDNN would reject are refused first, naming the op (engine/kernels/gemm_plan.h,
+  // engine/cuda/cudnn_conv.h).
+  CHECK_THROWS_WITH_AS(cuda_ops::gemm("matmul", false, false, 2, 4, 3, a, 2, {0}, b, 4, {0}, 0.0, c),
+                       doctest::Contains("matmul (cuBLAS GEMM): lda = 2"), std::invalid_argument);
+  Tensor c_long = zeros({2, 4}, {DType::i64});
+  CHECK_THROWS_WITH_AS(cuda_ops::gemm("matmul", false, false, 2, 4, 3, a.to(DType::i64), 3, {0},
+                                      b.to(DType::i64), 4, {0}, 0.0, c_long),
+                       doctest::Contains("takes f32 or f64, got i64"), std::invalid_argument);
+  Tensor y_long = zeros({1, 3, 3, 3}, {DType::i64});
+  CHECK_THROWS_WITH_AS(
+      cuda_ops::conv2d_forward("conv2d", x.to(DType::i64), w.to(DType::i64), Tensor(), {}, y_long),
+      doctest::Contains("conv2d (cuDNN): takes f32 or f64, got i64"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(cuda_ops::gemm("matmul", false, false, 2, 4, 3, a, 3, {0}, b, 4, {0}, 0.0, dw),
+                       doctest::Contains("does not hold 1 products of 2 x 4"), std::invalid_argument);
+#endif
 }

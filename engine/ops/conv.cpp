@@ -32,6 +32,9 @@
 //            Wm[:, rows]^T dY, and col2ims them into its own channel planes of dx.
 // Chunks are sized so every thread gets equal work and each buffer stays within kColumnBudget. Small
 // convolutions (below kParallelMultiplyAdds) run on one thread.
+//
+// CUDA tensors go to cuDNN instead (conv2d_cuda, engine/cuda/cudnn_conv.h): its forward, backward-data
+// and backward-filter passes compute the same y, dL/dx and dL/dW; dL/db is the same sum of dY.
 #include "engine/ops/conv.h"
 
 #include <omp.h>
@@ -45,6 +48,7 @@
 #include "engine/cpu/gemm.h"
 #include "engine/cpu/im2col.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
 #include "engine/ops/reduce.h"
@@ -383,11 +387,40 @@ void pointwise_input_gradient(const ConvShape& s, const T* w, const T* dy, T* dx
   });
 }
 
+// conv2d of CUDA tensors, on cuDNN (engine/cuda_ops.h); the shapes are checked (s).
+Tensor conv2d_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
+                   const ConvShape& s) {
+  const Tensor x_data = x.detach().contiguous(), w_data = weight.detach().contiguous();
+  const Tensor b_data = bias.defined() ? bias.detach().contiguous() : Tensor();
+  Tensor y = empty({s.batch, s.out_channels, s.geometry.out_h, s.geometry.out_w}, x.options());
+  cuda_ops::conv2d_forward("conv2d", x_data, w_data, b_data, options, y);
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+  const bool need_b = bias.defined() && bias.requires_grad();
+  autograd::record(
+      y, "conv2d", {x, weight, bias},
+      [x_data, w_data, options, need_x, need_w, need_b](const Tensor& grad_output) -> std::vector<Tensor> {
+        const Tensor dy = grad_output.contiguous();
+        Tensor dx, dw;
+        if (need_x) {
+          dx = empty(x_data.shape(), x_data.options());
+          cuda_ops::conv2d_backward_data("conv2d backward", dy, w_data, options, dx);
+        }
+        if (need_w) {
+          dw = empty(w_data.shape(), w_data.options());
+          cuda_ops::conv2d_backward_filter("conv2d backward", x_data, dy, options, dw);
+        }
+        Tensor db = need_b ? sum(dy, {0, 2, 3}) : Tensor();
+        return {dx, dw, db};
+      });
+  return y;
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
-  require_cpu("conv2d", {{"x", x}, {"weight", weight}, {"bias", bias}});
+  const Device device = op_device("conv2d", {{"x", x}, {"weight", weight}, {"bias", bias}});
   const ConvShape s = conv_shape(x, weight, bias, options);
+  if (device.is_cuda()) return conv2d_cuda(x, weight, bias, options, s);
   // The kernels read raw row-major memory; the graph is recorded on the original x, weight and bias.
   Tensor x_data = x.detach().contiguous(), w_data = weight.detach().contiguous();
   Tensor b_data = bias.defined() ? bias.detach().contiguous() : Tensor();

@@ -14,6 +14,9 @@
 //
 // A matrix reaches the GEMM without a copy when one of its two dimensions has unit stride: row-major
 // with a row stride (a plain matrix, or a narrow() of its columns) or column-major (a transpose).
+//
+// On CUDA tensors the same GEMMs (same transpose flags, leading dimensions and batch offsets) run on
+// cuBLAS (engine/cuda_ops.h, gemm); the backward, which calls the same kernels, then runs there too.
 #include "engine/ops/matmul.h"
 
 #include <algorithm>
@@ -22,6 +25,7 @@
 #include "engine/autograd.h"
 #include "engine/cpu/gemm.h"
 #include "engine/cpu/strided.h"
+#include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
@@ -90,6 +94,11 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in, const char* op) {
   if (c.numel() == 0) return c;
   const std::vector<int64_t> a_offsets = batch_offsets(a, batch), b_offsets = batch_offsets(b, batch);
   const GemmLayout la = matrix_layout(a), lb = matrix_layout(b);
+  if (c.device().is_cuda()) {
+    cuda_ops::gemm(op, la.transposed, lb.transposed, M, N, K, a, la.ld, a_offsets, b, lb.ld, b_offsets, 0.0,
+                   c);
+    return c;
+  }
   const int64_t count = shape_numel(batch);
   dispatch_floating(a.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
@@ -139,7 +148,7 @@ int64_t leading_numel(const Shape& shape) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  require_cpu("matmul", {{"a", a}, {"b", b}});
+  op_device("matmul", {{"a", a}, {"b", b}});
   if (a.dim() == 0 || b.dim() == 0)
     throw std::invalid_argument("matmul: both arguments need at least one dimension, got " +
                                 shapes_str(a, b));
@@ -166,7 +175,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
-  require_cpu("bmm", {{"a", a}, {"b", b}});
+  op_device("bmm", {{"a", a}, {"b", b}});
   if (a.dim() != 3 || b.dim() != 3)
     throw std::invalid_argument("bmm: expects [B, M, K] and [B, K, N], got " + shapes_str(a, b));
   if (a.size(0) != b.size(0) || a.size(2) != b.size(1))
@@ -175,7 +184,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  require_cpu("linear", {{"x", x}, {"weight", weight}, {"bias", bias}});
+  const Device device = op_device("linear", {{"x", x}, {"weight", weight}, {"bias", bias}});
   if (weight.dim() != 2)
     throw std::invalid_argument("linear: weight must be [out, in], got " + shape_str(weight.shape()));
   const int64_t in = weight.size(1), out = weight.size(0);
@@ -195,12 +204,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor y = empty({rows, out}, x.options());
   if (bias.defined()) copy_(y, bias.detach());  // the GEMM adds x W^T onto the bias rows
   const GemmLayout lx = matrix_layout(x2), lw = matrix_layout(w);
-  dispatch_floating(x.dtype(), "linear", [&](auto tag) {
-    using T = decltype(tag);
-    // op(B) = W^T: a row-major W is passed with the transpose flag, a transposed view of W without it.
-    cpu::gemm<T>(lx.transposed, !lw.transposed, rows, out, in, T(1), x2.data<T>(), lx.ld, w.data<T>(), lw.ld,
-                 bias.defined() ? T(1) : T(0), y.data<T>(), out);
-  });
+  // op(B) = W^T: a row-major W is passed with the transpose flag, a transposed view of W without it.
+  if (device.is_cuda()) {
+    cuda_ops::gemm("linear", lx.transposed, !lw.transposed, rows, out, in, x2, lx.ld, {0}, w, lw.ld, {0},
+                   bias.defined() ? 1.0 : 0.0, y);
+  } else {
+    dispatch_floating(x.dtype(), "linear", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::gemm<T>(lx.transposed, !lw.transposed, rows, out, in, T(1), x2.data<T>(), lx.ld, w.data<T>(),
+                   lw.ld, bias.defined() ? T(1) : T(0), y.data<T>(), out);
+    });
+  }
   Tensor result = y.reshape(out_shape);
   autograd::record(
       result, "linear", {x, weight, bias},

@@ -1,4 +1,5 @@
-// Matrix products (engine/ops/matmul.cpp), all through engine/cpu/gemm.h.
+// Matrix products (engine/ops/matmul.cpp), through engine/cpu/gemm.h on the CPU and cuBLAS
+// (engine/cuda/blas.h) on CUDA tensors.
 //
 // Transposed inputs and sub-matrices with a row stride (a.transpose(-1, -2), w.t(), narrow of columns)
 // go to the GEMM as they are, with a transpose flag and a leading dimension: no copy. Only a matrix
