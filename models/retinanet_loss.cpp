@@ -17,6 +17,7 @@
 #include "engine/ops/elementwise.h"
 #include "engine/ops/loss.h"
 #include "engine/ops/shape.h"
+#include "engine/transfer.h"
 
 namespace icd {
 namespace {
@@ -67,8 +68,10 @@ ImageAssignment assign(const Tensor& anchors, const TargetBoxes& targets, int64_
 void check_inputs(const Tensor& cls_logits, const Tensor& bbox_deltas, const Tensor& anchors,
                   const std::vector<TargetBoxes>& targets) {
   const std::string op = "RetinaNetLoss: ";
-  require_cpu("RetinaNetLoss",
-              {{"cls_logits", cls_logits}, {"bbox_deltas", bbox_deltas}, {"anchors", anchors}});
+  op_device("RetinaNetLoss", {{"cls_logits", cls_logits}, {"bbox_deltas", bbox_deltas}});
+  if (anchors.defined() && anchors.dtype() != cls_logits.dtype())  // anchors may live on the host
+    throw std::invalid_argument(op + "anchors have dtype " + dtype_name(anchors.dtype()) +
+                                " but cls_logits " + dtype_name(cls_logits.dtype()));
   if (cls_logits.dim() != 3 || cls_logits.size(0) == 0 || cls_logits.size(2) == 0)
     throw std::invalid_argument(op + "cls_logits must be [N, R, K] with N, K > 0, got " +
                                 shape_str(cls_logits.shape()));
@@ -98,7 +101,7 @@ void check_inputs(const Tensor& cls_logits, const Tensor& bbox_deltas, const Ten
                                   (labels.defined() ? ", got " + std::string(dtype_name(labels.dtype())) +
                                                           " " + shape_str(labels.shape())
                                                     : ", got an undefined tensor"));
-    for (int64_t c : labels.to_vector<int64_t>())
+    for (int64_t c : to_device(labels, Device::cpu()).to_vector<int64_t>())
       if (c < 0 || c >= k)
         throw std::out_of_range(op + image + "label " + std::to_string(c) + " is outside [0, " +
                                 std::to_string(k) + ")");
@@ -126,12 +129,19 @@ RetinaNetLosses RetinaNetLoss::operator()(const Tensor& cls_logits, const Tensor
   check_inputs(cls_logits, bbox_deltas, anchors, targets);
   const int64_t num_images = cls_logits.size(0), num_anchors = cls_logits.size(1);
   const int64_t num_classes = cls_logits.size(2);
-  const Tensor fixed_anchors = anchors.detach();
+  // The assignment is host loops over the anchors and boxes; its results go to the predictions' device,
+  // where the scoring (index_select, focal and L1 losses) and its gradient run.
+  const Device cpu = Device::cpu(), device = cls_logits.device();
+  const Tensor fixed_anchors = to_device(anchors.detach(), cpu);
 
   std::vector<Tensor> cls_sums, box_sums;
   std::vector<int64_t> num_foreground;
   for (int64_t i = 0; i < num_images; ++i) {
-    const ImageAssignment a = assign(fixed_anchors, targets[i], num_classes, config_.matcher, box_coder_);
+    const TargetBoxes host_targets{to_device(targets[i].boxes, cpu), to_device(targets[i].labels, cpu)};
+    ImageAssignment a = assign(fixed_anchors, host_targets, num_classes, config_.matcher, box_coder_);
+    if (device.is_cuda())
+      for (Tensor* t : {&a.kept, &a.class_targets, &a.foreground, &a.delta_targets})
+        *t = to_device(*t, device);
     Tensor logits = cls_logits.select(0, i);
     if (a.kept.numel() < num_anchors) logits = index_select(logits, 0, a.kept);
     cls_sums.push_back(sigmoid_focal_loss(logits, a.class_targets, config_.focal_alpha, config_.focal_gamma,

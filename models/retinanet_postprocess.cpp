@@ -13,6 +13,7 @@
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
+#include "engine/transfer.h"
 #include "models/nms.h"
 
 namespace icd {
@@ -21,8 +22,10 @@ namespace {
 void check_inputs(const Tensor& cls_logits, const Tensor& bbox_deltas, const Anchors& anchors,
                   const std::vector<ImageSizes>& images, const RetinaNetPostprocessConfig& config) {
   const std::string op = "postprocess_detections: ";
-  require_cpu("postprocess_detections",
-              {{"cls_logits", cls_logits}, {"bbox_deltas", bbox_deltas}, {"anchors", anchors.boxes}});
+  op_device("postprocess_detections", {{"cls_logits", cls_logits}, {"bbox_deltas", bbox_deltas}});
+  if (anchors.boxes.defined() && anchors.boxes.dtype() != cls_logits.dtype())  // anchors may live on the host
+    throw std::invalid_argument(op + "anchors have dtype " + dtype_name(anchors.boxes.dtype()) +
+                                " but cls_logits " + dtype_name(cls_logits.dtype()));
   if (cls_logits.dim() != 3 || cls_logits.size(2) == 0)
     throw std::invalid_argument(op + "cls_logits must be [N, R, K] with K > 0, got " +
                                 shape_str(cls_logits.shape()));
@@ -150,8 +153,11 @@ std::vector<Detections> postprocess_detections(const Tensor& cls_logits, const T
   NoGradGuard no_grad;
   const BoxCoder coder(config.box_coder);
   const int64_t num_anchors = cls_logits.size(1), num_classes = cls_logits.size(2);
-  const Tensor logits = cls_logits.detach().contiguous(), deltas = bbox_deltas.detach().contiguous();
-  const Tensor anchor_boxes = anchors.boxes.detach().contiguous();
+  // Decoding, top-k and NMS are sequential host loops: predictions made on a GPU come to the CPU first.
+  const Device cpu = Device::cpu();
+  const Tensor logits = to_device(cls_logits.detach(), cpu).contiguous();
+  const Tensor deltas = to_device(bbox_deltas.detach(), cpu).contiguous();
+  const Tensor anchor_boxes = to_device(anchors.boxes.detach(), cpu).contiguous();
   std::vector<Detections> detections;
   dispatch_floating(logits.dtype(), "postprocess_detections", [&](auto tag) {
     using T = decltype(tag);
