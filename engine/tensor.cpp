@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "engine/cpu/strided.h"
+#include "engine/transfer.h"
 
 namespace icd {
 
@@ -82,6 +83,7 @@ template int64_t* Tensor::data<int64_t>() const;
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
+  if (!device().is_cpu()) return to_device(*this, Device::cpu()).to_vector<T>();  // read on the host
   std::vector<T> out(numel());
   dispatch_all(dtype(), "to_vector", [&](auto tag) {
     using S = decltype(tag);
@@ -98,6 +100,7 @@ template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 double Tensor::item() const {
   if (numel() != 1)
     throw std::invalid_argument("item(): the tensor has " + std::to_string(numel()) + " elements, not 1");
+  if (!device().is_cpu()) return to_device(*this, Device::cpu()).item();
   return dispatch_all(dtype(), "item", [&](auto tag) { return static_cast<double>(*data<decltype(tag)>()); });
 }
 
@@ -151,7 +154,7 @@ std::string Tensor::str() const {
   if (requires_grad())
     out << ", requires_grad" << (impl_->grad_fn ? ", grad_fn=" + impl_->grad_fn->name : "");
   out << ")";
-  if (device().is_cpu() && numel() <= 64 && dtype() != DType::f16 && dtype() != DType::bf16) {
+  if (numel() <= 64 && dtype() != DType::f16 && dtype() != DType::bf16) {  // any device: read on the host
     std::vector<double> values = to_vector<double>();
     int64_t row = dim() ? size(-1) : 1;
     out << "\n[";

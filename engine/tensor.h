@@ -72,7 +72,7 @@ class Tensor {
   void* raw_data() const;
   double item() const;  // the value of a one-element tensor
   template <class T>
-  std::vector<T> to_vector() const;  // row-major copy of all elements
+  std::vector<T> to_vector() const;  // row-major copy of all elements (read on the host from any device)
 
   // ---- autograd
   bool requires_grad() const { return impl_->requires_grad; }

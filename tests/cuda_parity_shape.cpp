@@ -5,6 +5,7 @@
 
 #if defined(ICD_WITH_CUDA)
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -45,6 +46,17 @@ void check_same(const std::vector<Tensor>& cpu_inputs,
 }
 
 }  // namespace
+
+TEST_CASE("to_vector, item and str read GPU tensors through the host, views included") {
+  const Tensor cpu = from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {2, 3}, {DType::f64});
+  const Tensor gpu = to_device(cpu, kGpu);
+  CHECK(gpu.to_vector<double>() == cpu.to_vector<double>());
+  CHECK(gpu.transpose(0, 1).to_vector<float>() == cpu.transpose(0, 1).to_vector<float>());
+  CHECK(gpu.select(0, 1).select(0, 2).item() == 6.0);
+  std::string expected = cpu.str();
+  expected.replace(expected.find("device=cpu"), 10, "device=cuda:0");
+  CHECK(gpu.str() == expected);
+}
 
 TEST_CASE("cat, stack and pad on the GPU give the CPU's values and gradients") {
   Generator gen(8);
