@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_parity.h"
 #include "engine/autograd.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
@@ -36,10 +37,11 @@
 #include "engine/transfer.h"
 
 using namespace icd;
+using testing::host_values;
+using testing::kGpu;
 
 namespace {
 
-const Device kGpu = Device::cuda(0);
 using Inputs = std::vector<Tensor>;
 using Op = std::function<Tensor(const Inputs&)>;
 
@@ -53,10 +55,6 @@ double smooth_tolerance(DType dtype) {
 // bound grows with the inputs' range, 1e-6 (1 + 2 max|x|) in f32.
 double exp_chain_tolerance(DType dtype, double max_abs_input) {
   return smooth_tolerance(dtype) * (1.0 + 2.0 * max_abs_input);
-}
-
-std::vector<double> host_values(const Tensor& t) {
-  return to_device(t, Device::cpu()).to(DType::f64).to_vector<double>();
 }
 
 void expect_close(const Tensor& on_gpu, const Tensor& on_cpu, double relative, const std::string& what) {

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_parity.h"
 #include "engine/autograd.h"
 #include "engine/cuda/device_memory.h"
 #include "engine/factory.h"
@@ -30,10 +31,9 @@
 #include "engine/transfer.h"
 
 using namespace icd;
+using testing::kGpu;
 
 namespace {
-
-const Device kGpu = Device::cuda(0);
 
 double product_tolerance(DType dtype) {
   return dtype == DType::f64 ? 1e-12 : 1e-5;

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_parity.h"
 #include "engine/autograd.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
@@ -37,35 +38,11 @@
 #include "engine/transfer.h"
 
 using namespace icd;
+using testing::host_values;
+using testing::kGpu;
+using testing::scaled_difference;
 
 namespace {
-
-const Device kGpu = Device::cuda(0);
-
-std::vector<double> host_values(const Tensor& t) {
-  return to_device(t, Device::cpu()).to(DType::f64).to_vector<double>();
-}
-
-// The largest |gpu - cpu| over the largest |cpu|; NaN in both at the same place counts as agreement, NaN in
-// one only as infinitely far.
-double scaled_difference(const Tensor& cpu, const Tensor& gpu) {
-  const std::vector<double> a = host_values(cpu), b = host_values(gpu);
-  REQUIRE(a.size() == b.size());
-  double worst = 0, scale = 1e-300;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::isnan(a[i]) || std::isnan(b[i])) {
-      if (!(std::isnan(a[i]) && std::isnan(b[i]))) return INFINITY;
-      continue;
-    }
-    if (std::isinf(a[i]) || std::isinf(b[i])) {
-      if (a[i] != b[i]) return INFINITY;
-      continue;
-    }
-    worst = std::max(worst, std::abs(a[i] - b[i]));
-    scale = std::max(scale, std::abs(a[i]));
-  }
-  return worst / scale;
-}
 
 using Op = std::function<Tensor(const std::vector<Tensor>&)>;
 

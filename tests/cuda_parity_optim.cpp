@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "cuda_parity.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
 #include "engine/optim/adamw.h"
@@ -17,23 +18,10 @@
 #include "engine/transfer.h"
 
 using namespace icd;
+using testing::kGpu;
+using testing::scaled_difference;
 
 namespace {
-
-const Device kGpu = Device::cuda(0);
-
-// The largest |cpu - gpu| relative to the largest |cpu| over two tensors of one shape.
-double scaled_difference(const Tensor& cpu, const Tensor& gpu) {
-  std::vector<double> a = cpu.to(DType::f64).to_vector<double>();
-  std::vector<double> b = to_device(gpu, Device::cpu()).to(DType::f64).to_vector<double>();
-  REQUIRE(a.size() == b.size());
-  double worst = 0, scale = 1e-30;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::abs(a[i] - b[i]));
-    scale = std::max(scale, std::abs(a[i]));
-  }
-  return worst / scale;
-}
 
 struct Twin {
   std::vector<Tensor> cpu, gpu;  // the same parameters on both devices

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cuda_parity.h"
 #include "engine/autograd.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
@@ -18,22 +19,10 @@
 #include "models/retinanet.h"
 
 using namespace icd;
+using testing::kGpu;
+using testing::scaled_difference;
 
 namespace {
-
-const Device kGpu = Device::cuda(0);
-
-// max |gpu - cpu| over max |cpu|, the GPU tensor copied back first.
-double scaled_difference(const Tensor& cpu, const Tensor& gpu) {
-  std::vector<double> a = cpu.to_vector<double>(), b = to_device(gpu, Device::cpu()).to_vector<double>();
-  REQUIRE(a.size() == b.size());
-  double worst = 0, scale = 1e-300;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::abs(a[i] - b[i]));
-    scale = std::max(scale, std::abs(a[i]));
-  }
-  return worst / scale;
-}
 
 RetinaNetConfig small_config() {
   RetinaNetConfig config = torchvision_retinanet_config(18, 5);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_parity.h"
 #include "engine/autograd.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
@@ -17,14 +18,10 @@
 #include "engine/transfer.h"
 
 using namespace icd;
+using testing::host_values;
+using testing::kGpu;
 
 namespace {
-
-const Device kGpu = Device::cuda(0);
-
-std::vector<double> host_values(const Tensor& t) {
-  return to_device(t, Device::cpu()).to(DType::f64).to_vector<double>();
-}
 
 // f(inputs) on both devices: the values, and the gradients of sum(f * weights) for fixed random weights.
 void check_same(const std::vector<Tensor>& cpu_inputs,

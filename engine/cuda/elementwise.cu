@@ -7,14 +7,11 @@
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/device_memory.h"
 #include "engine/cuda/elementwise.h"
+#include "engine/cuda/grid.h"
 #include "engine/cuda/runtime.h"
 
 namespace icd::cuda {
 namespace {
-constexpr int kThreads = 256;
-// Enough blocks to fill any current GPU several times over; the grid-stride loop covers the rest, so
-// one launch works for every n and each thread amortises its index arithmetic over several elements.
-constexpr int64_t kMaxBlocks = 4096;
 
 template <class F, class T>
 __global__ void binary_kernel(F f, const T* a, const T* b, T* out, int64_t n) {
@@ -34,12 +31,12 @@ void cuda_binary_elementwise(kernels::BinaryOpCall op, DType dtype, const void* 
   use_device("cuda_binary_elementwise", device);
   if (n == 0) return;
   cudaStream_t stream = cuda_stream(device);
-  int blocks = int(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
+  int blocks = grid_blocks(n);
   dispatch_floating(dtype, "cuda_binary_elementwise", [&](auto tag) {
     using T = decltype(tag);
     kernels::visit_binary_op(op, [&](auto f) {
-      binary_kernel<<<blocks, kThreads, 0, stream>>>(f, static_cast<const T*>(a), static_cast<const T*>(b),
-                                                     static_cast<T*>(out), n);
+      binary_kernel<<<blocks, kBlockThreads, 0, stream>>>(f, static_cast<const T*>(a),
+                                                          static_cast<const T*>(b), static_cast<T*>(out), n);
     });
   });
   ICD_CUDA_CHECK(cudaGetLastError());

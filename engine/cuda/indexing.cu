@@ -9,17 +9,12 @@
 
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/device_memory.h"
+#include "engine/cuda/grid.h"
 #include "engine/cuda/indexing_kernels.h"
 #include "engine/cuda/runtime.h"
 
 namespace icd::cuda {
 namespace {
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // the grid-stride loops cover the rest
-
-int blocks_for(int64_t n) {
-  return int(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)));
-}
 
 template <class T>
 __global__ void index_select_kernel(const T* x, const int64_t* index, int64_t D, int64_t K, int64_t inner,
@@ -80,7 +75,7 @@ void cuda_index_select(const char* op, DType dtype, const void* x, const int64_t
   if (n == 0) return;
   dispatch_bits(dtype, [&](auto tag) {
     using T = decltype(tag);
-    index_select_kernel<<<blocks_for(n), kThreads, 0, cuda_stream(device)>>>(
+    index_select_kernel<<<grid_blocks(n), kBlockThreads, 0, cuda_stream(device)>>>(
         static_cast<const T*>(x), index, D, K, inner, n, static_cast<T*>(out));
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -95,7 +90,7 @@ void cuda_index_select_backward(const char* op, DType dtype, const void* g, cons
   if (n == 0) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    index_select_backward_kernel<<<blocks_for(n), kThreads, 0, cuda_stream(device)>>>(
+    index_select_backward_kernel<<<grid_blocks(n), kBlockThreads, 0, cuda_stream(device)>>>(
         static_cast<const T*>(g), starts, positions, D, K, inner, n, static_cast<T*>(dx));
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -107,7 +102,7 @@ void cuda_gather(const char* op, DType dtype, const kernels::StridedLayout<2>& l
   if (layout.numel == 0) return;
   dispatch_bits(dtype, [&](auto tag) {
     using T = decltype(tag);
-    gather_kernel<<<blocks_for(layout.numel), kThreads, 0, cuda_stream(device)>>>(
+    gather_kernel<<<grid_blocks(layout.numel), kBlockThreads, 0, cuda_stream(device)>>>(
         layout, static_cast<const T*>(x), index, dim_stride, static_cast<T*>(out));
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -120,8 +115,8 @@ void cuda_segment_sum(const char* op, DType dtype, const void* g, const int64_t*
   if (n == 0) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    segment_sum_kernel<<<blocks_for(n), kThreads, 0, cuda_stream(device)>>>(static_cast<const T*>(g), starts,
-                                                                            sources, n, static_cast<T*>(dx));
+    segment_sum_kernel<<<grid_blocks(n), kBlockThreads, 0, cuda_stream(device)>>>(
+        static_cast<const T*>(g), starts, sources, n, static_cast<T*>(dx));
   });
   ICD_CUDA_CHECK(cudaGetLastError());
 }

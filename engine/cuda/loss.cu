@@ -8,17 +8,12 @@
 
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/device_memory.h"
+#include "engine/cuda/grid.h"
 #include "engine/cuda/loss_kernels.h"
 #include "engine/cuda/runtime.h"
 
 namespace icd::cuda {
 namespace {
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // the grid-stride loops cover the rest
-
-int blocks_for(int64_t n) {
-  return int(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)));
-}
 
 template <class Body, class T>
 __global__ void pointwise_loss_kernel(Body body, int64_t n, const T* input, const T* target, const T* weight,
@@ -64,7 +59,7 @@ void cuda_pointwise_loss(const char* op, const kernels::PointwiseLossCall& call,
     const kernels::PointwiseLossOutputs<T> out{static_cast<T*>(per_element), static_cast<T*>(d_input),
                                                static_cast<T*>(d_target), static_cast<T*>(d_weight)};
     kernels::visit_pointwise_loss(call, [&](auto body) {
-      pointwise_loss_kernel<<<blocks_for(n), kThreads, 0, cuda_stream(device)>>>(
+      pointwise_loss_kernel<<<grid_blocks(n), kBlockThreads, 0, cuda_stream(device)>>>(
           body, n, static_cast<const T*>(input), static_cast<const T*>(target), static_cast<const T*>(weight),
           static_cast<T>(scale), out, losses);
     });
@@ -79,7 +74,7 @@ void cuda_cross_entropy(const char* op, DType dtype, int64_t rows, int64_t class
   if (rows == 0) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    cross_entropy_kernel<<<blocks_for(rows), kThreads, 0, cuda_stream(device)>>>(
+    cross_entropy_kernel<<<grid_blocks(rows), kBlockThreads, 0, cuda_stream(device)>>>(
         rows, classes, static_cast<const T*>(logits), labels, has_ignore, ignore_index, scale,
         static_cast<T*>(per_row), row_losses, static_cast<T*>(d_logits));
   });

@@ -10,19 +10,15 @@
 
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/device_memory.h"
+#include "engine/cuda/grid.h"
 #include "engine/cuda/norm_kernels.h"
 #include "engine/cuda/runtime.h"
 
 namespace icd::cuda {
 namespace {
-constexpr int kThreads = 256;  // a power of two: the block tree halves it
-constexpr int64_t kMaxBlocks = 4096;
 
-int blocks_for(int64_t n) {
-  return int(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)));
-}
 int blocks_per_set(int64_t sets) {
-  return int(std::max<int64_t>(1, std::min<int64_t>(sets, kMaxBlocks)));
+  return int(std::max<int64_t>(1, std::min<int64_t>(sets, kMaxGridBlocks)));
 }
 
 // The sum of buf[0 .. blockDim.x) in a tree (s = blockDim/2, ..., 1: buf[t] += buf[t + s]); every thread
@@ -42,7 +38,7 @@ __device__ double block_sum(double* buf, double value) {
 template <class T>
 __global__ void moments_kernel(kernels::NormSets s, const T* x, double eps, double* mean, double* invstd,
                                double* var) {
-  __shared__ double buf[kThreads];
+  __shared__ double buf[kBlockThreads];
   for (int64_t set = blockIdx.x; set < s.sets; set += gridDim.x) {
     const double count = static_cast<double>(s.count);
     const double m = block_sum(buf, kernels::set_partial_sum(x, s, set, threadIdx.x, blockDim.x)) / count;
@@ -95,7 +91,7 @@ __global__ void layer_forward_kernel(int64_t n, int64_t D, const T* x, const dou
 template <class T>
 __global__ void grad_sums_kernel(kernels::NormSets s, const T* x, const T* grad, const T* weight_by_k,
                                  const double* mean, int64_t per_stat, double* sums) {
-  __shared__ double buf[kThreads];
+  __shared__ double buf[kBlockThreads];
   for (int64_t set = blockIdx.x; set < s.sets; set += gridDim.x) {
     const kernels::NormGradSums part = kernels::set_partial_grad_sums(
         x, grad, weight_by_k, s, set, threadIdx.x, blockDim.x, mean[set / per_stat]);
@@ -263,8 +259,8 @@ void cuda_norm_moments(DType dtype, const kernels::NormSets& sets, const void* x
   if (sets.sets == 0) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    moments_kernel<T><<<blocks_per_set(sets.sets), kThreads, 0, cuda_stream(device)>>>(sets, as<T>(x), eps,
-                                                                                       mean, invstd, var);
+    moments_kernel<T><<<blocks_per_set(sets.sets), kBlockThreads, 0, cuda_stream(device)>>>(
+        sets, as<T>(x), eps, mean, invstd, var);
   });
   ICD_CUDA_CHECK(cudaGetLastError());
 }
@@ -277,7 +273,7 @@ void cuda_norm_stats_from_running(DType dtype, int64_t C, const void* running_me
   if (C == 0) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    stats_from_running_kernel<T><<<blocks_for(C), kThreads, 0, cuda_stream(device)>>>(
+    stats_from_running_kernel<T><<<grid_blocks(C), kBlockThreads, 0, cuda_stream(device)>>>(
         C, as<T>(running_mean), mean_stride, as<T>(running_var), var_stride, eps, mean, invstd);
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -291,7 +287,7 @@ void cuda_update_running_stats(DType dtype, int64_t C, void* running_mean, int64
   if (C == 0) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    running_stats_kernel<T><<<blocks_for(C), kThreads, 0, cuda_stream(device)>>>(
+    running_stats_kernel<T><<<grid_blocks(C), kBlockThreads, 0, cuda_stream(device)>>>(
         C, as<T>(running_mean), mean_stride, as<T>(running_var), var_stride, mean, var, momentum, unbias);
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -305,7 +301,7 @@ void cuda_channel_norm_forward(DType dtype, const kernels::ChannelNorm& cn, cons
   if (cn.numel() == 0) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    channel_forward_kernel<T><<<blocks_for(cn.numel()), kThreads, 0, cuda_stream(device)>>>(
+    channel_forward_kernel<T><<<grid_blocks(cn.numel()), kBlockThreads, 0, cuda_stream(device)>>>(
         cn, as<T>(x), mean, invstd, as<T>(weight), as<T>(bias), as<T>(y));
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -319,7 +315,7 @@ void cuda_layer_norm_forward(DType dtype, int64_t R, int64_t D, const void* x, c
   if (R * D == 0) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    layer_forward_kernel<T><<<blocks_for(R * D), kThreads, 0, cuda_stream(device)>>>(
+    layer_forward_kernel<T><<<grid_blocks(R * D), kBlockThreads, 0, cuda_stream(device)>>>(
         R * D, D, as<T>(x), mean, invstd, as<T>(weight), as<T>(bias), as<T>(y));
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -338,14 +334,14 @@ void cuda_batch_norm_backward(DType dtype, const kernels::ChannelNorm& cn, const
   cudaStream_t stream = cuda_stream(device);
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    grad_sums_kernel<T><<<blocks_per_set(C), kThreads, 0, stream>>>(channels, as<T>(x), as<T>(grad), nullptr,
-                                                                    mean, 1, sums.data);
+    grad_sums_kernel<T><<<blocks_per_set(C), kBlockThreads, 0, stream>>>(channels, as<T>(x), as<T>(grad),
+                                                                         nullptr, mean, 1, sums.data);
     ICD_CUDA_CHECK(cudaGetLastError());
-    batch_norm_finish_kernel<T><<<blocks_for(C), kThreads, 0, stream>>>(
+    batch_norm_finish_kernel<T><<<grid_blocks(C), kBlockThreads, 0, stream>>>(
         C, sums.data, invstd, as<T>(weight), inv_m, training, c_x.data, c_0.data, as<T>(dw), as<T>(db));
     ICD_CUDA_CHECK(cudaGetLastError());
     if (dx && cn.numel() > 0)
-      channel_grad_kernel<T><<<blocks_for(cn.numel()), kThreads, 0, stream>>>(
+      channel_grad_kernel<T><<<grid_blocks(cn.numel()), kBlockThreads, 0, stream>>>(
           cn, as<T>(grad), as<T>(x), mean, invstd, as<T>(weight), c_x.data, c_0.data, as<T>(dx));
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -365,19 +361,19 @@ void cuda_group_norm_backward(DType dtype, const kernels::ChannelNorm& cn, const
   cudaStream_t stream = cuda_stream(device);
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    grad_sums_kernel<T><<<blocks_per_set(channels), kThreads, 0, stream>>>(
+    grad_sums_kernel<T><<<blocks_per_set(channels), kBlockThreads, 0, stream>>>(
         per_channel, as<T>(x), as<T>(grad), nullptr, mean, cn.C / cn.groups, sums.data);
     ICD_CUDA_CHECK(cudaGetLastError());
     if (dw || db) {
       group_norm_params_kernel<T>
-          <<<blocks_for(cn.C), kThreads, 0, stream>>>(cn, sums.data, invstd, as<T>(dw), as<T>(db));
+          <<<grid_blocks(cn.C), kBlockThreads, 0, stream>>>(cn, sums.data, invstd, as<T>(dw), as<T>(db));
       ICD_CUDA_CHECK(cudaGetLastError());
     }
     if (!dx || cn.numel() == 0) return;
-    group_norm_constants_kernel<T><<<blocks_for(groups), kThreads, 0, stream>>>(
+    group_norm_constants_kernel<T><<<grid_blocks(groups), kBlockThreads, 0, stream>>>(
         cn, sums.data, invstd, as<T>(weight), inv_m, c_x.data, c_0.data);
     ICD_CUDA_CHECK(cudaGetLastError());
-    channel_grad_kernel<T><<<blocks_for(cn.numel()), kThreads, 0, stream>>>(
+    channel_grad_kernel<T><<<grid_blocks(cn.numel()), kBlockThreads, 0, stream>>>(
         cn, as<T>(grad), as<T>(x), mean, invstd, as<T>(weight), c_x.data, c_0.data, as<T>(dx));
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -397,22 +393,22 @@ void cuda_layer_norm_backward(DType dtype, int64_t R, int64_t D, const void* x, 
     using T = decltype(tag);
     if (dw || db) {
       Scratch partial_w(device, blocks * D), partial_b(device, blocks * D);
-      layer_params_partial_kernel<T><<<blocks_for(blocks * D), kThreads, 0, stream>>>(
+      layer_params_partial_kernel<T><<<grid_blocks(blocks * D), kBlockThreads, 0, stream>>>(
           R, D, blocks, rows_per_block, as<T>(grad), as<T>(x), mean, invstd, partial_w.data, partial_b.data);
       ICD_CUDA_CHECK(cudaGetLastError());
-      layer_params_final_kernel<T><<<blocks_for(D), kThreads, 0, stream>>>(
+      layer_params_final_kernel<T><<<grid_blocks(D), kBlockThreads, 0, stream>>>(
           D, blocks, partial_w.data, partial_b.data, as<T>(dw), as<T>(db));
       ICD_CUDA_CHECK(cudaGetLastError());
     }
     if (!dx) return;
     Scratch sums(device, 2 * R), c_x(device, R), c_0(device, R);
-    grad_sums_kernel<T><<<blocks_per_set(R), kThreads, 0, stream>>>(rows, as<T>(x), as<T>(grad),
-                                                                    as<T>(weight), mean, 1, sums.data);
+    grad_sums_kernel<T><<<blocks_per_set(R), kBlockThreads, 0, stream>>>(rows, as<T>(x), as<T>(grad),
+                                                                         as<T>(weight), mean, 1, sums.data);
     ICD_CUDA_CHECK(cudaGetLastError());
-    set_constants_kernel<<<blocks_for(R), kThreads, 0, stream>>>(
+    set_constants_kernel<<<grid_blocks(R), kBlockThreads, 0, stream>>>(
         R, sums.data, invstd, 1.0 / static_cast<double>(D), c_x.data, c_0.data);
     ICD_CUDA_CHECK(cudaGetLastError());
-    layer_grad_kernel<T><<<blocks_for(R * D), kThreads, 0, stream>>>(
+    layer_grad_kernel<T><<<grid_blocks(R * D), kBlockThreads, 0, stream>>>(
         R * D, D, as<T>(grad), as<T>(x), mean, invstd, as<T>(weight), c_x.data, c_0.data, as<T>(dx));
   });
   ICD_CUDA_CHECK(cudaGetLastError());

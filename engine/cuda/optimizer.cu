@@ -6,17 +6,12 @@
 
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/device_memory.h"
+#include "engine/cuda/grid.h"
 #include "engine/cuda/optimizer_kernels.h"
 #include "engine/cuda/runtime.h"
 
 namespace icd::cuda {
 namespace {
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;
-
-int blocks_for(int64_t n) {
-  return int(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 template <class T>
 __global__ void sgd_kernel(kernels::SgdUpdate<T> update, T* p, const T* g, T* buffer, int64_t n) {
@@ -55,9 +50,9 @@ void cuda_sgd_update(const kernels::SgdUpdate<double>& update, DType dtype, void
   if (n == 0) return;
   dispatch_floating(dtype, "cuda_sgd_update", [&](auto tag) {
     using T = decltype(tag);
-    sgd_kernel<<<blocks_for(n), kThreads, 0, cuda_stream(device)>>>(update.as<T>(), static_cast<T*>(param),
-                                                                    static_cast<const T*>(grad),
-                                                                    static_cast<T*>(momentum_buffer), n);
+    sgd_kernel<<<grid_blocks(n), kBlockThreads, 0, cuda_stream(device)>>>(
+        update.as<T>(), static_cast<T*>(param), static_cast<const T*>(grad), static_cast<T*>(momentum_buffer),
+        n);
   });
   ICD_CUDA_CHECK(cudaGetLastError());
 }
@@ -68,7 +63,7 @@ void cuda_adamw_update(const kernels::AdamWUpdate<double>& update, DType dtype, 
   if (n == 0) return;
   dispatch_floating(dtype, "cuda_adamw_update", [&](auto tag) {
     using T = decltype(tag);
-    adamw_kernel<<<blocks_for(n), kThreads, 0, cuda_stream(device)>>>(
+    adamw_kernel<<<grid_blocks(n), kBlockThreads, 0, cuda_stream(device)>>>(
         update.as<T>(), static_cast<T*>(param), static_cast<const T*>(grad), static_cast<T*>(exp_avg),
         static_cast<T*>(exp_avg_sq), n);
   });
@@ -80,8 +75,8 @@ void cuda_clip_by_value(double clip_value, DType dtype, void* grad, int64_t n, i
   if (n == 0) return;
   dispatch_floating(dtype, "cuda_clip_by_value", [&](auto tag) {
     using T = decltype(tag);
-    clip_kernel<<<blocks_for(n), kThreads, 0, cuda_stream(device)>>>(T(-clip_value), T(clip_value),
-                                                                     static_cast<T*>(grad), n);
+    clip_kernel<<<grid_blocks(n), kBlockThreads, 0, cuda_stream(device)>>>(T(-clip_value), T(clip_value),
+                                                                           static_cast<T*>(grad), n);
   });
   ICD_CUDA_CHECK(cudaGetLastError());
 }

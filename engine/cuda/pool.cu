@@ -7,17 +7,12 @@
 
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/device_memory.h"
+#include "engine/cuda/grid.h"
 #include "engine/cuda/pool_kernels.h"
 #include "engine/cuda/runtime.h"
 
 namespace icd::cuda {
 namespace {
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // the grid-stride loops cover the rest
-
-int blocks_for(int64_t n) {
-  return int(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 template <class T>
 __global__ void max_pool_kernel(kernels::PoolGeometry g, const T* x, T* y, int64_t* argmax) {
@@ -65,7 +60,7 @@ void cuda_max_pool2d(const kernels::PoolGeometry& g, DType dtype, const void* x,
   if (!prepare(op, dtype, g.out_numel(), device)) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    max_pool_kernel<<<blocks_for(g.out_numel()), kThreads, 0, cuda_stream(device)>>>(
+    max_pool_kernel<<<grid_blocks(g.out_numel()), kBlockThreads, 0, cuda_stream(device)>>>(
         g, static_cast<const T*>(x), static_cast<T*>(y), argmax);
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -77,7 +72,7 @@ void cuda_max_pool2d_backward(const kernels::PoolGeometry& g, DType dtype, const
   if (!prepare(op, dtype, g.in_numel(), device)) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    max_pool_grad_kernel<<<blocks_for(g.in_numel()), kThreads, 0, cuda_stream(device)>>>(
+    max_pool_grad_kernel<<<grid_blocks(g.in_numel()), kBlockThreads, 0, cuda_stream(device)>>>(
         g, static_cast<const T*>(grad_out), argmax, static_cast<T*>(grad_x));
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -88,7 +83,7 @@ void cuda_avg_pool2d(const kernels::PoolGeometry& g, DType dtype, const void* x,
   if (!prepare(op, dtype, g.out_numel(), device)) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    avg_pool_kernel<<<blocks_for(g.out_numel()), kThreads, 0, cuda_stream(device)>>>(
+    avg_pool_kernel<<<grid_blocks(g.out_numel()), kBlockThreads, 0, cuda_stream(device)>>>(
         g, static_cast<const T*>(x), static_cast<T*>(y));
   });
   ICD_CUDA_CHECK(cudaGetLastError());
@@ -100,7 +95,7 @@ void cuda_avg_pool2d_backward(const kernels::PoolGeometry& g, DType dtype, const
   if (!prepare(op, dtype, g.in_numel(), device)) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    avg_pool_grad_kernel<<<blocks_for(g.in_numel()), kThreads, 0, cuda_stream(device)>>>(
+    avg_pool_grad_kernel<<<grid_blocks(g.in_numel()), kBlockThreads, 0, cuda_stream(device)>>>(
         g, static_cast<const T*>(grad_out), static_cast<T*>(grad_x));
   });
   ICD_CUDA_CHECK(cudaGetLastError());

@@ -7,17 +7,12 @@
 
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/device_memory.h"
+#include "engine/cuda/grid.h"
 #include "engine/cuda/resize_kernels.h"
 #include "engine/cuda/runtime.h"
 
 namespace icd::cuda {
 namespace {
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // the grid-stride loops cover the rest
-
-int blocks_for(int64_t n) {
-  return int(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 // Which body a kernel runs.
 enum class Resize { nearest, nearest_grad, bilinear, bilinear_grad };
@@ -48,8 +43,8 @@ void launch(const char* op, const kernels::ResizeGeometry& g, DType dtype, const
   if (n == 0) return;
   dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    resize_kernel<kind, T><<<blocks_for(n), kThreads, 0, cuda_stream(device)>>>(g, static_cast<const T*>(src),
-                                                                                static_cast<T*>(dst), n);
+    resize_kernel<kind, T><<<grid_blocks(n), kBlockThreads, 0, cuda_stream(device)>>>(
+        g, static_cast<const T*>(src), static_cast<T*>(dst), n);
   });
   ICD_CUDA_CHECK(cudaGetLastError());
 }

@@ -8,14 +8,13 @@
 
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/device_memory.h"
+#include "engine/cuda/grid.h"
 #include "engine/cuda/runtime.h"
 #include "engine/cuda/strided_kernels.h"
 #include "engine/kernels/launch.h"
 
 namespace icd::cuda {
 namespace {
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // the grid-stride loop covers the rest (see elementwise.cu)
 
 template <class F, int K, class Out, class... In>
 __global__ void strided_map_kernel(F f, kernels::StridedLayout<K> layout, Out* out, const In*... in) {
@@ -30,8 +29,8 @@ void launch(const char* op, int device, F f, const kernels::StridedLayout<K>& la
             const In*... in) {
   use_device(op, device);
   if (layout.numel == 0) return;
-  const int blocks = int(std::min<int64_t>((layout.numel + kThreads - 1) / kThreads, kMaxBlocks));
-  strided_map_kernel<<<blocks, kThreads, 0, cuda_stream(device)>>>(f, layout, out, in...);
+  const int blocks = grid_blocks(layout.numel);
+  strided_map_kernel<<<blocks, kBlockThreads, 0, cuda_stream(device)>>>(f, layout, out, in...);
   ICD_CUDA_CHECK(cudaGetLastError());
 }
 
