@@ -10,7 +10,12 @@
 // one go and prints the ratios (each model step in its own process, so peak RSS is that workload's).
 // Read engine/cpu/gemm.cpp, engine/ops/conv.cpp and engine/profiler.h first.
 //
+// --device cuda runs every workload on the GPU (SGEMM through matmul on cuBLAS, convolutions on cuDNN),
+// waiting for the device at the end of each run so that a time covers the work, not its queueing; the %
+// column then needs --peak-gflops (the GPU's FP32 peak), and RSS stays the host's.
+//
 //   ./build/apps/bench --threads 2
+//   ./build/apps/bench --device cuda --only train
 //   ./build/apps/bench --threads 1 --only conv --json
 //   ./build/apps/bench --only "retinanet-r18 train b1 512" --exact --profile
 #include <omp.h>
@@ -26,13 +31,17 @@
 #include <sys/resource.h>
 
 #include "apps/bench_models.h"
+#include "apps/common/device_flag.h"
 #include "engine/autograd.h"
 #include "engine/cpu/gemm.h"
+#include "engine/device_memory.h"
 #include "engine/factory.h"
 #include "engine/ops/conv.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/matmul.h"
 #include "engine/ops/reduce.h"
 #include "engine/profiler.h"
+#include "engine/transfer.h"
 
 using namespace icd;
 
@@ -45,24 +54,35 @@ Workload eager(std::string name, double flops, std::function<void()> run) {
   return {std::move(name), flops, [run = std::move(run)] { return run; }};
 }
 
-double median_ms(const std::function<void()>& run, int warmup, int reps) {
+// A GPU queues work and returns: each timed run ends when the device has finished it.
+double median_ms(const std::function<void()>& run, int warmup, int reps, Device device) {
   for (int i = 0; i < warmup; ++i)
     run();
+  synchronize(device);
   std::vector<double> times;
   for (int i = 0; i < reps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     run();
+    synchronize(device);
     times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
 }
 
-std::vector<Workload> sgemm_workloads(Generator& gen) {
+// On the CPU the GEMM kernel itself; on a GPU the matmul op (cuBLAS).
+std::vector<Workload> sgemm_workloads(Generator& gen, Device device) {
   std::vector<Workload> out;
   for (int64_t n : {256, 512, 1024, 2048}) {
-    auto a = std::make_shared<Tensor>(randn({n, n}, gen));
-    auto b = std::make_shared<Tensor>(randn({n, n}, gen));
+    auto a = std::make_shared<Tensor>(to_device(randn({n, n}, gen), device));
+    auto b = std::make_shared<Tensor>(to_device(randn({n, n}, gen), device));
+    if (device.is_cuda()) {
+      out.push_back(eager("sgemm " + std::to_string(n), 2.0 * n * n * n, [a, b] {
+        NoGradGuard no_grad;
+        matmul(*a, *b);
+      }));
+      continue;
+    }
     auto c = std::make_shared<Tensor>(empty({n, n}));
     out.push_back(eager("sgemm " + std::to_string(n), 2.0 * n * n * n, [a, b, c, n] {
       cpu::gemm<float>(false, false, n, n, n, 1.0f, a->data<float>(), n, b->data<float>(), n, 0.0f,
@@ -76,7 +96,7 @@ struct ConvShape {
   int64_t n, c, h, w, out;
 };
 
-std::vector<Workload> conv_workloads(Generator& gen) {
+std::vector<Workload> conv_workloads(Generator& gen, Device device) {
   std::vector<Workload> out;
   // Two kernel-sized cases, then the 3x3 stride-1 convolutions of each ResNet-18 stage at the batch of the
   // ResNet-18 step.
@@ -86,9 +106,9 @@ std::vector<Workload> conv_workloads(Generator& gen) {
     std::string shape = std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" +
                         std::to_string(s.w) + " " + std::to_string(s.c) + "->" + std::to_string(s.out);
     double flops = 2.0 * s.n * s.out * s.h * s.w * s.c * 9;
-    auto x = std::make_shared<Tensor>(randn({s.n, s.c, s.h, s.w}, gen));
-    auto w = std::make_shared<Tensor>(mul(randn({s.out, s.c, 3, 3}, gen), 0.05));
-    auto b = std::make_shared<Tensor>(zeros({s.out}));
+    auto x = std::make_shared<Tensor>(to_device(randn({s.n, s.c, s.h, s.w}, gen), device));
+    auto w = std::make_shared<Tensor>(to_device(mul(randn({s.out, s.c, 3, 3}, gen), 0.05), device));
+    auto b = std::make_shared<Tensor>(zeros({s.out}, {DType::f32, device}));
     Conv2dOptions options{.padding_h = 1, .padding_w = 1};
     out.push_back(eager("conv3x3 fwd " + shape, flops, [=] {
       NoGradGuard no_grad;
@@ -148,42 +168,53 @@ int main(int argc, char** argv) {
   std::string only;
   bool exact = false, json = false, profile = false;
   double peak_per_core = 115.2;  // GFLOP/s: 32 FP32 FLOP/cycle x 3.6 GHz (Zen 4, see DESIGN.md)
+  double peak_gflops = 0;        // the whole device's; 0: peak_per_core x threads on the CPU
+  std::string device_text = "auto";
   app.add_option("--threads", threads, "OpenMP threads");
   app.add_option("--reps", reps, "timed runs per workload (median reported)");
   app.add_option("--only", only, "run only workloads whose name contains this");
   app.add_flag("--exact", exact, "--only names one workload exactly");
   app.add_flag("--profile", profile, "print where the time of each workload goes, op by op");
   app.add_option("--peak-gflops-per-core", peak_per_core, "FP32 peak per core, for the % column");
+  app.add_option("--peak-gflops", peak_gflops, "the device's FP32 peak for the % column (a GPU's)");
   app.add_flag("--json", json, "one JSON object per line instead of a table");
+  icd::app::add_device_flag(app, device_text);
   CLI11_PARSE(app, argc, argv);
   omp_set_num_threads(threads);
 
+  Device device;
+  try {
+    device = icd::app::use_device_flag(device_text);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench: %s\n", e.what());
+    return 1;
+  }
   Generator gen(0);
-  std::vector<Workload> workloads = sgemm_workloads(gen);
-  for (Workload& w : conv_workloads(gen))
+  std::vector<Workload> workloads = sgemm_workloads(gen, device);
+  for (Workload& w : conv_workloads(gen, device))
     workloads.push_back(std::move(w));
-  for (Workload& w : bench::model_workloads())
+  for (Workload& w : bench::model_workloads(device))
     workloads.push_back(std::move(w));
-  const double peak = peak_per_core * threads;
+  const double peak = peak_gflops > 0 ? peak_gflops : device.is_cpu() ? peak_per_core * threads : 0.0;
   if (!json)
-    std::printf("%-34s %10s %10s %8s %9s   (%d threads, peak %.0f GFLOP/s)\n", "workload", "ms", "GFLOP/s",
-                "% peak", "RSS MB", threads, peak);
+    std::printf("%-34s %10s %10s %8s %9s   (%s, %d threads, peak %.0f GFLOP/s)\n", "workload", "ms",
+                "GFLOP/s", "% peak", "RSS MB", device.str().c_str(), threads, peak);
   int selected = 0;
   for (const Workload& w : workloads) {
     if (!only.empty() && (exact ? w.name != only : w.name.find(only) == std::string::npos)) continue;
     ++selected;
     const std::function<void()> run = w.make();
-    const double ms = median_ms(run, 2, reps);
+    const double ms = median_ms(run, 2, reps, device);
     const double flops = w.flops > 0 && !profile ? w.flops : profiled_run(run, profile && !json);
     const double gflops = flops / (ms * 1e6);
     if (json)
       std::printf(
-          "{\"impl\": \"icd\", \"workload\": \"%s\", \"threads\": %d, \"ms\": %.4f, \"gflops\": %.2f, "
-          "\"peak_rss_mb\": %.1f}\n",
-          w.name.c_str(), threads, ms, gflops, peak_rss_mb());
+          "{\"impl\": \"icd\", \"device\": \"%s\", \"workload\": \"%s\", \"threads\": %d, \"ms\": %.4f, "
+          "\"gflops\": %.2f, \"peak_rss_mb\": %.1f}\n",
+          device.str().c_str(), w.name.c_str(), threads, ms, gflops, peak_rss_mb());
     else
-      std::printf("%-34s %10.3f %10.1f %7.1f%% %9.0f\n", w.name.c_str(), ms, gflops, 100.0 * gflops / peak,
-                  peak_rss_mb());
+      std::printf("%-34s %10.3f %10.1f %7.1f%% %9.0f\n", w.name.c_str(), ms, gflops,
+                  peak > 0 ? 100.0 * gflops / peak : 0.0, peak_rss_mb());
     std::fflush(stdout);
   }
   if (selected == 0) {

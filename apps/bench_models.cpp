@@ -10,6 +10,7 @@
 #include "engine/optim/clip_grad.h"
 #include "engine/optim/sgd.h"
 #include "engine/profiler.h"
+#include "engine/transfer.h"
 #include "models/resnet.h"
 #include "models/retinanet.h"
 #include "models/training_objective.h"
@@ -19,11 +20,12 @@ namespace {
 
 constexpr SgdOptions kSgd{.lr = 0.01, .momentum = 0.9, .weight_decay = 1e-4};
 
-std::function<void()> resnet_step(int depth, bool train) {
+std::function<void()> resnet_step(int depth, bool train, Device device) {
   Generator gen(0);
   auto model = std::make_shared<ResNet>(
       ResNetConfig{.depth = depth, .norm = NormKind::batch_norm, .num_classes = 1000}, gen);
-  auto images = std::make_shared<Tensor>(randn({2, 3, 224, 224}, gen));
+  model->to(device);
+  auto images = std::make_shared<Tensor>(to_device(randn({2, 3, 224, 224}, gen), device));
   if (!train) {
     model->eval();
     return [model, images] {
@@ -32,7 +34,7 @@ std::function<void()> resnet_step(int depth, bool train) {
     };
   }
   model->train();
-  auto labels = std::make_shared<Tensor>(from_vector(std::vector<int64_t>{1, 7}, {2}));
+  auto labels = std::make_shared<Tensor>(to_device(from_vector(std::vector<int64_t>{1, 7}, {2}), device));
   auto optimizer = std::make_shared<Sgd>(model->parameters(), kSgd);
   return [model, images, labels, optimizer] {
     optimizer->zero_grad();
@@ -51,10 +53,11 @@ std::vector<TargetBoxes> three_boxes(int64_t size) {
   return {{from_vector(boxes, {3, 4}), from_vector(std::vector<int64_t>{1, 5, 7}, {3})}};
 }
 
-std::function<void()> retinanet_step(int depth, int64_t size, bool train) {
+std::function<void()> retinanet_step(int depth, int64_t size, bool train, Device device) {
   Generator gen(0);
   auto model = std::make_shared<RetinaNet>(torchvision_retinanet_config(depth, 91), gen);
-  auto images = std::make_shared<Tensor>(rand({1, 3, size, size}, gen));
+  model->to(device);
+  auto images = std::make_shared<Tensor>(to_device(rand({1, 3, size, size}, gen), device));
   if (!train) {
     model->eval();
     return [model, images, size] {
@@ -78,13 +81,17 @@ std::function<void()> retinanet_step(int depth, int64_t size, bool train) {
 // loop body (apps/common/trainer.cpp) around an IcdObjective (distill/objectives.h), which runs the student
 // forward and detection losses, the frozen teacher's backbone + FPN under no-grad and the
 // InstanceConditionalDistiller, and steps its own AdamW after the backward.
-std::function<void()> icd_step(int64_t size) {
+std::function<void()> icd_step(int64_t size, Device device) {
   constexpr int64_t kClasses = 91;  // the detectors' label space, as distill_retinanet's dataset classes
   Generator gen(0);
   auto teacher = std::make_shared<RetinaNet>(torchvision_retinanet_config(50, kClasses), gen);
   auto student = std::make_shared<RetinaNet>(torchvision_retinanet_config(18, kClasses), gen);
-  auto batch = std::make_shared<TrainingBatch>(TrainingBatch{
-      .images = rand({1, 3, size, size}, gen), .targets = three_boxes(size), .sizes = {{size, size}}});
+  teacher->to(device);  // the objective makes its distiller there too
+  student->to(device);
+  auto batch = std::make_shared<TrainingBatch>(
+      TrainingBatch{.images = to_device(rand({1, 3, size, size}, gen), device),
+                    .targets = three_boxes(size),
+                    .sizes = {{size, size}}});
   // The spec's settings (IcdConfig's defaults: 8 heads, FFN 1024, 5 fakes per real box, lambda 8); the
   // fake-instance prior from the ground truth, as distill_retinanet computes it from its training set.
   IcdConfig config;
@@ -115,20 +122,22 @@ std::function<void()> icd_step(int64_t size) {
 
 }  // namespace
 
-std::vector<Workload> model_workloads() {
+std::vector<Workload> model_workloads(Device device) {
   std::vector<Workload> out;
   for (int depth : {18, 50})
     for (bool train : {true, false})
       out.push_back({"resnet" + std::to_string(depth) + (train ? " train" : " infer") + " b2 224", 0,
-                     [depth, train] { return resnet_step(depth, train); }});
+                     [depth, train, device] { return resnet_step(depth, train, device); }});
   for (int depth : {18, 50})
     for (int64_t size : {320, 512})
       for (bool train : {true, false})
         out.push_back({"retinanet-r" + std::to_string(depth) + (train ? " train" : " infer") + " b1 " +
                            std::to_string(size),
-                       0, [depth, size, train] { return retinanet_step(depth, size, train); }});
+                       0,
+                       [depth, size, train, device] { return retinanet_step(depth, size, train, device); }});
   for (int64_t size : {320, 512})
-    out.push_back({"icd-r18<-r50 train b1 " + std::to_string(size), 0, [size] { return icd_step(size); }});
+    out.push_back({"icd-r18<-r50 train b1 " + std::to_string(size), 0,
+                   [size, device] { return icd_step(size, device); }});
   return out;
 }
 

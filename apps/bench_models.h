@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/device.h"
 #include "engine/random.h"
 
 namespace icd::bench {
@@ -29,6 +30,8 @@ struct Workload {
 //     MLP, one 8-head decoder layer with FFN 1024 over p3..p7, auxiliary identification + localisation,
 //     lambda 8 value distillation over p3..p7, past the warm-up so it reaches the student); backward of
 //     the sum; the ICD AdamW (global-norm clip 0.01, cosine lr) and the student's SGD (per-element clip 1)
-std::vector<Workload> model_workloads();
+// On `device`: models, inputs and optimizer state live there (the ground truth stays on the host, where
+// anchors are matched).
+std::vector<Workload> model_workloads(Device device);
 
 }  // namespace icd::bench

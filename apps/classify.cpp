@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/device_flag.h"
 #include "datasets/image_io.h"
 #include "engine/atomic_file.h"
 #include "engine/autograd.h"
@@ -41,6 +42,7 @@
 #include "engine/factory.h"
 #include "engine/ops/reduce.h"
 #include "engine/ops/resize.h"
+#include "engine/transfer.h"
 #include "models/resnet.h"
 
 using namespace icd;
@@ -226,6 +228,7 @@ struct Options {
   int top = 5;
   Resize resize = Resize::bilinear;
   std::string json_path;
+  std::string device = "auto";
 };
 
 void classify(const Options& options) {
@@ -243,6 +246,8 @@ void classify(const Options& options) {
   Generator gen(0);
   ResNet model(config, gen);
   model.load_state_dict(checkpoint.tensors);
+  const Device device = icd::app::use_device_flag(options.device);
+  model.to(device);
   model.eval();
   NoGradGuard no_grad;
 
@@ -250,7 +255,7 @@ void classify(const Options& options) {
   for (const std::string& path : options.images) {
     const auto start = std::chrono::steady_clock::now();
     const Image image = read_image(path);
-    const Tensor logits = model.forward(make_input(image, recipe, options.resize)).logits;
+    const Tensor logits = model.forward(to_device(make_input(image, recipe, options.resize), device)).logits;
     const std::vector<Prediction> top = top_k(softmax(logits, 1).select(0, 0), options.top);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -285,6 +290,7 @@ int main(int argc, char** argv) {
       ->transform(CLI::CheckedTransformer(std::map<std::string, Resize>{
           {"bilinear", Resize::bilinear}, {"antialiased", Resize::antialiased}}));
   app.add_option("--json", options.json_path, "also write the results to this JSON file");
+  icd::app::add_device_flag(app, options.device);
   CLI11_PARSE(app, argc, argv);
 
   try {

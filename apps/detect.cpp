@@ -28,12 +28,14 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/device_flag.h"
 #include "apps/common/trainer.h"
 #include "datasets/draw.h"
 #include "datasets/image_io.h"
 #include "datasets/transforms.h"
 #include "engine/atomic_file.h"
 #include "engine/autograd.h"
+#include "engine/transfer.h"
 
 namespace {
 
@@ -93,7 +95,7 @@ icd::Image draw_detections(const icd::Image& image, const nlohmann::json& detect
 
 int main(int argc, char** argv) {
   CLI::App app{"Run a RetinaNet checkpoint over images: detections JSON and pictures with the boxes drawn"};
-  std::string checkpoint_path, out_dir = "runs/detect";
+  std::string checkpoint_path, out_dir = "runs/detect", device = "auto";
   std::vector<std::string> inputs;
   double score_threshold = 0.3;
   int short_edge = 0, max_long_edge = 0;
@@ -112,12 +114,15 @@ int main(int argc, char** argv) {
                  "test size: longest edge at most (default: the checkpoint's)")
       ->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
+  icd::app::add_device_flag(app, device);
   CLI11_PARSE(app, argc, argv);
   omp_set_num_threads(threads);
 
   try {
     std::optional<icd::app::DetectorUsage> usage;
     std::unique_ptr<icd::RetinaNet> model = icd::app::load_retinanet(checkpoint_path, &usage);
+    const icd::Device where = icd::app::use_device_flag(device);
+    model->to(where);
     const int64_t num_classes = model->config().num_classes;
     if (!usage) {
       std::cout << "note: " << checkpoint_path
@@ -158,7 +163,8 @@ int main(int argc, char** argv) {
       std::vector<icd::TransformedSample> one;
       one.push_back(std::move(sample));
       const icd::DetectionBatch batch = icd::collate(std::move(one), transform.size_divisibility);
-      const icd::Detections d = model->detect(model->forward(batch.images), {sizes}).at(0);
+      const icd::Detections d =
+          model->detect(model->forward(icd::to_device(batch.images, where)), {sizes}).at(0);
       const std::vector<double> boxes = d.boxes.to_vector<double>(), scores = d.scores.to_vector<double>();
       const std::vector<int64_t> labels = d.labels.to_vector<int64_t>();
       nlohmann::json detections = nlohmann::json::array();

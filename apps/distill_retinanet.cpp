@@ -25,11 +25,13 @@
 #include <map>
 
 #include "apps/common/attention_pictures.h"
+#include "apps/common/device_flag.h"
 #include "apps/common/experiment.h"
 #include "apps/common/progress.h"
 #include "apps/common/run_folder.h"
 #include "apps/common/trainer.h"
 #include "distill/objectives.h"
+#include "engine/autocast.h"
 
 using namespace icd;
 using namespace icd::app;
@@ -90,7 +92,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "Distil a RetinaNet student from a RetinaNet teacher with ICD, and compare with the baselines"};
   std::string preset_name = "default", teacher_path, methods_text = "none,icd", seeds_text = "1,2",
-              runs_dir = "runs";
+              runs_dir = "runs", device = "auto", precision = "f32";
   std::string train_json, val_json;
   int64_t iterations = 0;
   int threads = omp_get_max_threads();
@@ -111,6 +113,12 @@ int main(int argc, char** argv) {
   app.add_flag("--resume", resume, "continue interrupted runs from their checkpoints");
   app.add_flag("--no-inherit", no_inherit, "do not copy the teacher's FPN and head into the ICD student");
   app.add_flag("--no-imagenet", no_imagenet, "train the teacher's backbone from random weights");
+  add_device_flag(app, device);
+  app.add_option(
+         "--precision", precision,
+         "f32, or mixed precision for convolutions and matrix products: bf16, or f16 with loss scaling")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   omp_set_num_threads(threads);
 
@@ -128,6 +136,7 @@ int main(int argc, char** argv) {
     seeds.push_back(std::stoull(part));
 
   try {
+    const Device where = use_device_flag(device);
     ProgressLine clock("experiment", 1, 1);
     DatasetSplits data = load_datasets(preset_name, train_json, val_json);
     ExperimentPreset preset = experiment_preset(preset_name, data.train->num_classes());
@@ -142,10 +151,13 @@ int main(int argc, char** argv) {
         TrainOptions options = preset.teacher_training;
         options.resume = resume;
         options.skip_unreadable_images = skip_bad_images;
+        options.device = where;
+        options.precision = parse_precision(precision);
         run_teacher_training(preset, data, teacher_run, options, !no_imagenet);
       }
     }
     std::unique_ptr<RetinaNet> teacher = load_retinanet(teacher_path);
+    teacher->to(where);
     const std::string teacher_eval_path =
         std::filesystem::path(teacher_path).parent_path().string() + "/eval.json";
     std::optional<CocoEvalResult> teacher_eval = read_eval(teacher_eval_path);
@@ -167,13 +179,17 @@ int main(int argc, char** argv) {
         options.seed = seed;
         options.resume = resume;
         options.skip_unreadable_images = skip_bad_images;
+        options.device = where;
+        options.precision = parse_precision(precision);
         Generator gen(seed);
         RetinaNet student(preset.student, gen);
+        student.to(where);  // before inheriting from the teacher, which lives there
         std::unique_ptr<TrainingObjective> objective;
         DistillerOptimizerConfig optimizer{.iterations = options.iterations};
         nlohmann::json config{{"app", "distill_retinanet"}, {"preset", preset_name},
                               {"method", method},           {"seed", seed},
-                              {"teacher", teacher_path},    {"student", to_json(preset.student)}};
+                              {"teacher", teacher_path},    {"student", to_json(preset.student)},
+                              {"device", where.str()},      {"precision", precision}};
         if (method == "none") {
           objective = std::make_unique<DetectionObjective>();
         } else if (method == "icd") {

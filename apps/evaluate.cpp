@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "apps/common/device_flag.h"
 #include "apps/common/experiment.h"
 #include "apps/common/trainer.h"
 #include "datasets/coco_dataset.h"
@@ -46,12 +47,14 @@ struct CheckpointOptions {
   std::string checkpoint_path, images_dir, detections_path;
   int short_edge = 0, max_long_edge = 0;  // 0: the checkpoint's test size
   int batch_size = 4, num_workers = 2;
+  std::string device = "auto";
 };
 
 // Runs the checkpoint's model over the dataset of `gt_path` and evaluates its detections.
 icd::CocoEvalResult evaluate_checkpoint(const std::string& gt_path, const CheckpointOptions& options) {
   std::optional<icd::app::DetectorUsage> usage;
   std::unique_ptr<icd::RetinaNet> model = icd::app::load_retinanet(options.checkpoint_path, &usage);
+  model->to(icd::app::use_device_flag(options.device));
   const icd::CocoDataset dataset = icd::CocoDataset::load(gt_path, options.images_dir);
   const int64_t num_classes = model->config().num_classes;
   if (dataset.num_classes() != num_classes)
@@ -115,6 +118,10 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
+  app.add_option("--device", checkpoint.device,
+                 "where the checkpoint's model runs: auto (the GPU when there is one), cpu, cuda or cuda:N")
+      ->needs(model)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (dt_path.empty() && checkpoint.checkpoint_path.empty()) {
     std::cerr << "error: give --dt (a detections file) or --checkpoint (a model to run)\n";

@@ -18,16 +18,18 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "apps/common/device_flag.h"
 #include "apps/common/experiment.h"
 #include "apps/common/run_folder.h"
 #include "apps/common/trainer.h"
+#include "engine/autocast.h"
 
 using namespace icd;
 using namespace icd::app;
 
 int main(int argc, char** argv) {
   CLI::App app{"Train a RetinaNet teacher (ResNet-50 FPN) on the built-in dataset or a COCO dataset"};
-  std::string preset_name = "default", run_dir, train_json, val_json;
+  std::string preset_name = "default", run_dir, train_json, val_json, device = "auto", precision = "f32";
   int64_t iterations = 0;
   int threads = omp_get_max_threads();
   bool resume = false, skip_bad_images = false, no_imagenet = false;
@@ -41,17 +43,26 @@ int main(int argc, char** argv) {
                "skip unreadable images with a warning instead of stopping");
   app.add_flag("--resume", resume, "continue from the run folder's checkpoint");
   app.add_flag("--no-imagenet", no_imagenet, "start the backbone from random weights");
+  add_device_flag(app, device);
+  app.add_option(
+         "--precision", precision,
+         "f32, or mixed precision for convolutions and matrix products: bf16, or f16 with loss scaling")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   omp_set_num_threads(threads);
   if (run_dir.empty()) run_dir = "runs/teacher-" + preset_name;
 
   try {
+    const Device where = use_device_flag(device);
     DatasetSplits data = load_datasets(preset_name, train_json, val_json);
     ExperimentPreset preset = experiment_preset(preset_name, data.train->num_classes());
     TrainOptions options = preset.teacher_training;
     if (iterations > 0) options.iterations = iterations;
     options.resume = resume;
     options.skip_unreadable_images = skip_bad_images;
+    options.device = where;
+    options.precision = parse_precision(precision);
     CocoEvalResult result = run_teacher_training(preset, data, run_dir, options, !no_imagenet);
     print_coco_summary(std::cout, result);
     std::cout << "teacher checkpoint: " << run_dir << "/checkpoint.safetensors\n";

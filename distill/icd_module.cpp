@@ -46,8 +46,8 @@ IcdOutput InstanceConditionalDistiller::decode(const std::vector<Tensor>& teache
                                                ImageSize padded_size,
                                                const std::vector<ImageQueries>& queries) {
   IcdOutput out;
-  const DType dtype = encoder_->parameters().front().dtype();
-  out.queries = build_query_batch(queries, config_.num_classes, dtype);
+  const Tensor weight = encoder_->parameters().front();
+  out.queries = build_query_batch(queries, config_.num_classes, weight.dtype(), weight.device());
   const Tensor q0 = encoder_->forward(out.queries.descriptors).permute({1, 0, 2});  // [L, B, C]
 
   std::vector<Tensor> teacher;

@@ -82,7 +82,8 @@ int64_t checked_descriptor_dim(int64_t num_classes) {
 
 }  // namespace
 
-QueryBatch build_query_batch(const std::vector<ImageQueries>& images, int64_t num_classes, DType dtype) {
+QueryBatch build_query_batch(const std::vector<ImageQueries>& images, int64_t num_classes, DType dtype,
+                             Device device) {
   if (images.empty()) throw std::invalid_argument("build_query_batch: empty batch");
   if (num_classes <= 0) throw std::invalid_argument("build_query_batch: num_classes must be positive");
   const int64_t B = static_cast<int64_t>(images.size());
@@ -140,7 +141,7 @@ QueryBatch build_query_batch(const std::vector<ImageQueries>& images, int64_t nu
       points[slot * 2 + 1] = py;
     }
   }
-  const TensorOptions options{dtype, Device::cpu()};
+  const TensorOptions options{dtype, device};
   out.descriptors = from_vector(descriptors, {B, L, D}, options);
   out.padding_mask = from_vector(padding, {B, L}, options);
   out.real_mask = from_vector(real, {B, L}, options);

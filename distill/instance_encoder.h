@@ -77,11 +77,12 @@ struct QueryBatch {
   std::vector<int64_t> num_real, num_queries;  // n_b and K_b
 };
 
-// The deterministic half: descriptors, masks and targets of a batch, in `dtype` (f32 or f64), with no
-// autograd history. Throws std::invalid_argument on an empty batch, an image without queries, num_real
-// outside [0, K_b], a label outside [0, num_classes) or a non-positive image size.
+// The deterministic half: descriptors, masks and targets of a batch, in `dtype` (f32 or f64) on `device`
+// (built on the host, then copied there once), with no autograd history. Throws std::invalid_argument on an
+// empty batch, an image without queries, num_real outside [0, K_b], a label outside [0, num_classes) or a
+// non-positive image size.
 QueryBatch build_query_batch(const std::vector<ImageQueries>& images, int64_t num_classes,
-                             DType dtype = DType::f32);
+                             DType dtype = DType::f32, Device device = Device::cpu());
 
 // The encoder MLP: descriptors [..., K + 266] -> queries q0 [..., hidden_dim]. Parameters "layers.{0,1,2}.*".
 class InstanceEncoder : public Mlp {

@@ -6,6 +6,7 @@
 #include "engine/autograd.h"
 #include "engine/ops/elementwise.h"
 #include "engine/optim/clip_grad.h"
+#include "engine/transfer.h"
 
 namespace icd {
 namespace {
@@ -27,6 +28,20 @@ NamedTensors unprefixed(const NamedTensors& tensors, const std::string& prefix) 
 void freeze(RetinaNet& teacher) {
   teacher.set_requires_grad(false);
   teacher.eval();
+}
+
+void check_same_device(const RetinaNet& student, const RetinaNet& teacher, const char* objective) {
+  if (student.device() != teacher.device())
+    throw std::invalid_argument(std::string(objective) + ": the student is on " + student.device().str() +
+                                " but the teacher is on " + teacher.device().str() +
+                                " (move both with Module::to before training)");
+}
+
+// The distiller computes with the teacher's features: same device, same dtype (f64 in tests).
+void match_teacher(Module& distiller, const RetinaNet& teacher) {
+  const Tensor weight = teacher.parameters().front();
+  distiller.to(weight.dtype());
+  distiller.to(weight.device());
 }
 
 std::vector<Tensor> teacher_features(RetinaNet& teacher, const Tensor& images) {
@@ -76,12 +91,14 @@ IcdObjective::IcdObjective(RetinaNet& teacher, const IcdConfig& config, FakeInst
   freeze(teacher_);
   Generator gen(seed);
   distiller_ = std::make_shared<InstanceConditionalDistiller>(config, std::move(prior), gen);
+  match_teacher(*distiller_, teacher_);  // before its optimizer takes the parameters
   optimizer_ = std::make_unique<AdamW>(
       distiller_->parameters(), AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
   schedule_ = cosine(optimizer);
 }
 
 NamedLosses IcdObjective::losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) {
+  check_same_device(student, teacher_, "IcdObjective");
   RetinaNetOutputs outputs = student.forward(batch.images);
   RetinaNetLosses detection = student.losses(outputs, batch.targets);
   IcdInputs inputs{.teacher_features = teacher_features(teacher_, batch.images),
@@ -118,12 +135,14 @@ FitNetObjective::FitNetObjective(RetinaNet& teacher, const FitNetConfig& config,
   freeze(teacher_);
   Generator gen(seed);
   distiller_ = std::make_shared<FitNetDistiller>(config, gen);
+  match_teacher(*distiller_, teacher_);
   optimizer_ = std::make_unique<AdamW>(
       distiller_->parameters(), AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
   schedule_ = cosine(optimizer);
 }
 
 NamedLosses FitNetObjective::losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) {
+  check_same_device(student, teacher_, "FitNetObjective");
   RetinaNetOutputs outputs = student.forward(batch.images);
   RetinaNetLosses detection = student.losses(outputs, batch.targets);
   Tensor imitation = distiller_->forward(outputs.features, teacher_features(teacher_, batch.images));
@@ -157,7 +176,7 @@ std::vector<std::string> inherit_from_teacher(RetinaNet& student, const RetinaNe
     auto it = source.find(name);
     if (it == source.end() || it->second.shape() != target.shape()) continue;
     Tensor destination = target;
-    copy_(destination, it->second);
+    copy_(destination, to_device(it->second, target.device()));
     copied.push_back(name);
   }
   return copied;

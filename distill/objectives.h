@@ -37,11 +37,13 @@ std::vector<ImageInstances> image_instances(const TrainingBatch& batch);
 
 class IcdObjective : public TrainingObjective {
  public:
-  // `teacher` must outlive the objective; it is frozen (requires_grad off, eval mode) here.
+  // `teacher` must outlive the objective; it is frozen (requires_grad off, eval mode) here. The
+  // distiller is made on the teacher's device and in its dtype (the student must match).
   IcdObjective(RetinaNet& teacher, const IcdConfig& config, FakeInstancePrior prior,
                const DistillerOptimizerConfig& optimizer, uint64_t seed);
   NamedLosses losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) override;
   void after_backward(int64_t iteration) override;
+  std::vector<Tensor> parameters() const override { return optimizer_->parameters(); }
   NamedTensors state() const override;  // "distiller.*" weights and "adamw.*" optimizer state
   void load_state(const NamedTensors& state) override;
   InstanceConditionalDistiller& distiller() { return *distiller_; }
@@ -64,6 +66,7 @@ class FitNetObjective : public TrainingObjective {
                   uint64_t seed);
   NamedLosses losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) override;
   void after_backward(int64_t iteration) override;
+  std::vector<Tensor> parameters() const override { return optimizer_->parameters(); }
   NamedTensors state() const override;
   void load_state(const NamedTensors& state) override;
 

@@ -11,6 +11,7 @@
 #include "engine/atomic_file.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
+#include "engine/transfer.h"
 
 namespace icd {
 namespace {
@@ -67,9 +68,7 @@ void save_checkpoint(const std::string& path, const NamedTensors& tensors,
     if (name == "__metadata__" || !seen.insert(name).second)
       throw std::invalid_argument("save_checkpoint " + path + ": duplicate or reserved tensor name '" + name +
                                   "'");
-    if (!t.device().is_cpu())
-      throw std::invalid_argument("save_checkpoint " + path + ": tensor '" + name + "' is not on the CPU");
-    Tensor c = t.detach().contiguous();
+    Tensor c = to_device(t.detach(), Device::cpu()).contiguous();  // a GPU tensor's values via the host
     uint64_t bytes = static_cast<uint64_t>(c.numel()) * dtype_size(c.dtype());
     header[name] = {{"dtype", safetensors_dtype(c.dtype())},
                     {"shape", c.shape()},

@@ -28,6 +28,8 @@ struct Checkpoint {
   const Tensor& at(const std::string& name) const;
 };
 
+// Tensors on a GPU are copied to the host to be written; load_checkpoint returns host tensors (a
+// Module's load_state_dict moves them to the module's device).
 void save_checkpoint(const std::string& path, const NamedTensors& tensors,
                      const std::map<std::string, std::string>& metadata = {});
 Checkpoint load_checkpoint(const std::string& path);

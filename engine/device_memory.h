@@ -17,5 +17,8 @@ void device_release(Device device, void* p) noexcept;
 // Copies `bytes` from src on src_device to dst on dst_device, any pair of devices; returns when dst can
 // be read (a copy to the host) or when later work on the device will see it (device to device).
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
+// Returns when all work queued on `device` so far has finished (nothing to wait for on the CPU). Only
+// timing needs it: copies to the host already wait for the work before them.
+void synchronize(Device device);
 
 }  // namespace icd

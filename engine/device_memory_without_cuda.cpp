@@ -21,4 +21,9 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (bytes > 0) std::memcpy(dst, src, bytes);
 }
 
+void synchronize(Device device) {
+  if (!device.is_cpu())
+    throw std::runtime_error("synchronize " + device.str() + ": not available: " + cuda_status().reason);
+}
+
 }  // namespace icd

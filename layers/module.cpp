@@ -111,7 +111,7 @@ std::vector<std::string> Module::load_state_dict(const NamedTensors& state, bool
                          shape_str(it->second.shape()) + " in the state");
       continue;
     }
-    if (!strict) copy_(target, it->second);
+    if (!strict) copy_(target, to_device(it->second, target.device()));
   }
   for (const auto& [name, t] : state)
     if (!known.count(name)) problems.push_back("unexpected: " + name);
@@ -124,7 +124,7 @@ std::vector<std::string> Module::load_state_dict(const NamedTensors& state, bool
       throw std::runtime_error(msg.str());
     }
     for (auto& [name, target] : own)
-      copy_(target, given.at(name));  // all checked: nothing half-loaded
+      copy_(target, to_device(given.at(name), target.device()));  // all checked: nothing half-loaded
   }
   return problems;
 }
@@ -188,6 +188,12 @@ void Module::to(Device device) {
   }
   for (auto& [slot, copy] : moved)
     *slot = copy;
+}
+
+Device Module::device() const {
+  NamedTensors tensors = named_parameters();
+  if (tensors.empty()) tensors = named_buffers();
+  return tensors.empty() ? Device::cpu() : tensors.front().second.device();
 }
 
 }  // namespace icd

@@ -33,7 +33,8 @@ class Module {
 
   // Parameters and buffers by full name. Tensors are shared with the module, not copied.
   NamedTensors state_dict() const;
-  // Copies each entry into the tensor of the same name (converting dtype). Strict: every name must be
+  // Copies each entry into the tensor of the same name (converting dtype, and moving it to the module's
+  // device: a checkpoint read on the host loads into a model on a GPU). Strict: every name must be
   // present on both sides with the same shape; otherwise throws, listing every missing, unexpected and
   // mis-shaped name. Non-strict: loads what matches by name and shape and returns the problems instead.
   std::vector<std::string> load_state_dict(const NamedTensors& state, bool strict = true);
@@ -55,6 +56,9 @@ class Module {
   // trainable; as to(DType), handles taken before keep pointing at the old tensors, so build optimizers
   // after moving. Fails, naming the device and the reason, when it cannot be used.
   void to(Device device);
+  // Where the module's tensors live: the device of its first parameter (or buffer); the CPU for a module
+  // with neither. Module::to keeps them all on one device.
+  Device device() const;
 
  protected:
   // Registers a learned tensor; it becomes a leaf that requires grad. Returns the stored handle.

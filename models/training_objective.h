@@ -27,6 +27,9 @@ class TrainingObjective {
   virtual NamedLosses losses(RetinaNet& model, const TrainingBatch& batch, int64_t iteration) = 0;
   // After backward, before the detector's optimizer step: the objective's own optimizers step here.
   virtual void after_backward(int64_t iteration) {}
+  // The tensors the objective's own optimizers update (the trainer unscales their gradients under f16
+  // loss scaling, and drops them with the detector's when a step is skipped).
+  virtual std::vector<Tensor> parameters() const { return {}; }
   // Saved in and restored from checkpoints (the trainer adds a prefix).
   virtual NamedTensors state() const { return {}; }
   virtual void load_state(const NamedTensors& state) {}

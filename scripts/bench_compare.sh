@@ -8,6 +8,7 @@
 #     an R18 student from an R50 teacher) at 2 threads, each workload in its own process so that its peak
 #     resident memory (peak_rss_mb) is its own; also prints icd's GFLOP/s and both peak RSS (the largest
 #     over the rounds). --only keeps the steps whose name contains FILTER.
+# --device cuda compares on the GPU (both programs get the same --device; cpu unless given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -15,6 +16,21 @@ shift || true
 bench=${BUILD_DIR:-build}/apps/bench
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
+# Like for like: apps/bench defaults to the GPU when there is one, so without a --device both get --device cpu.
+device_given=0
+other_args=0 # arguments other than --device X / --device=X
+skip=0
+for arg in "$@"; do
+  if ((skip)); then
+    skip=0
+    continue
+  fi
+  case $arg in
+    --device) device_given=1 skip=1 ;;
+    --device=*) device_given=1 ;;
+    *) other_args=1 ;;
+  esac
+done
 
 if [[ ${1:-} == --steps ]]; then
   shift
@@ -43,6 +59,7 @@ if [[ ${1:-} == --steps ]]; then
     fi
     steps=("${selected[@]}")
   fi
+  ((device_given)) || set -- "$@" --device cpu
   for ((r = 0; r < rounds; ++r)); do
     for name in "${steps[@]}"; do
       "$bench" --threads "$threads" --json --only "$name" --exact "$@" >>"$results"
@@ -69,11 +86,12 @@ PY
   exit 0
 fi
 
-if (($# == 0)); then  # the kernels only: the whole steps have their own mode (--steps)
+if ((!other_args)); then  # the kernels only: the whole steps have their own mode (--steps)
   kernel_filters=(sgemm conv3x3)
 else
   kernel_filters=("")
 fi
+((device_given)) || set -- "$@" --device cpu
 for threads in 1 2; do
   for ((r = 0; r < rounds; ++r)); do
     for filter in "${kernel_filters[@]}"; do

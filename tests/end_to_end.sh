@@ -46,4 +46,22 @@ grep -q "broken.png" detect_errors.txt || { echo "detect did not name the corrup
 [[ -s detect/${first%.*}.png ]] || { echo "detect wrote no picture"; exit 1; }
 grep -q '"detections"' detect/detections.json || { echo "detect wrote no detections JSON"; exit 1; }
 grep -q "$first" detect/detections.json || { echo "detections.json does not name the image"; exit 1; }
+# --device: the default (auto) says which device it chose; a named GPU either runs or, where there is none,
+# is refused with the reason.
+grep -q "^device: " out.txt || { echo "distill_retinanet did not say which device it uses"; exit 1; }
+checkpoint=runs/student-icd-tiny-s1/checkpoint.safetensors
+gt="${ICD_CACHE:-$HOME/.cache/icd}/datasets/builtin-tiny/val.json"
+if "$apps/evaluate" --gt "$gt" --images "$val_images" --checkpoint "$checkpoint" --device cuda > cuda_out.txt 2> cuda_err.txt; then
+  grep -q "^device: cuda:0" cuda_out.txt || { echo "evaluate --device cuda ran without saying so"; exit 1; }
+else
+  grep -Eq "CUDA is not available|built without CUDA" cuda_err.txt ||
+    { echo "evaluate --device cuda failed without the reason:"; cat cuda_err.txt; exit 1; }
+fi
+"$apps/evaluate" --gt "$gt" --images "$val_images" --checkpoint "$checkpoint" --device cpu > cpu_out.txt
+grep -q "^device: cpu$" cpu_out.txt || { echo "evaluate --device cpu did not run on the CPU"; exit 1; }
+
+# Mixed precision: a short f16 teacher run trains with loss scaling and records it.
+"$apps/train_teacher" --preset tiny --run runs/teacher-f16 --iterations 2 --precision f16 --threads 2 > f16.txt
+grep -q '"precision": "f16"' runs/teacher-f16/config.json || { echo "the f16 run's config lacks its precision"; exit 1; }
+grep -q '"loss_scale"' runs/teacher-f16/metrics.jsonl || { echo "the f16 run logged no loss scale"; exit 1; }
 echo "end to end: OK"

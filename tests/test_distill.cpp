@@ -20,6 +20,7 @@
 #include "distill/icd_module.h"
 #include "distill/instance_encoder.h"
 #include "distill/mlp.h"
+#include "distill/objectives.h"
 #include "engine/autograd.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
@@ -138,7 +139,6 @@ IcdConfig pipeline_config(const testing::FixtureCase& c) {
   config.warmup_iterations = 0;
   return config;
 }
-
 
 // Gradient parity. A gradient that is zero analytically (the key-side bias pos_proj.bias: adding the same
 // vector to every key shifts each query's logits by a constant, which softmax ignores) is rounding noise on
@@ -921,4 +921,44 @@ TEST_CASE("fitnet: matches the reference, gradient check, shared adapter, bad in
   CHECK_THROWS_WITH_AS(fitnet.forward(student, {teacher[0], teacher[0]}), doctest::Contains("level 1"),
                        std::invalid_argument);
   CHECK_THROWS_AS(FitNetDistiller({.num_levels = 0}, gen), std::invalid_argument);
+}
+
+TEST_CASE("IcdObjective: the distiller takes the teacher's dtype and device, and one f64 iteration runs") {
+  RetinaNetConfig retinanet = torchvision_retinanet_config(18, 3);
+  retinanet.fpn_channels = 16;
+  retinanet.head_convs = 1;
+  Generator teacher_gen(1), student_gen(2);
+  RetinaNet teacher(retinanet, teacher_gen), student(retinanet, student_gen);
+  teacher.to(DType::f64);
+  student.to(DType::f64);
+  IcdConfig config;
+  config.num_classes = 3;
+  config.hidden_dim = 16;
+  config.student_channels = 16;
+  config.num_heads = 2;
+  config.ffn_dim = 32;
+  config.warmup_iterations = 0;
+  IcdObjective objective(teacher, config, small_prior(), DistillerOptimizerConfig{.iterations = 4}, 3);
+  CHECK(objective.distiller().device() == teacher.device());
+  for (const Tensor& p : objective.distiller().parameters())
+    CHECK(p.dtype() == DType::f64);
+
+  Generator data(4);
+  const TrainingBatch batch{.images = rand({1, 3, 64, 64}, data, {DType::f64}),
+                            .targets = {{from_vector(std::vector<double>{4, 6, 40, 50}, {1, 4}, {DType::f64}),
+                                         from_vector(std::vector<int64_t>{2}, {1})}},
+                            .sizes = {{64, 64}}};
+  const NamedLosses losses = objective.losses(student, batch, 1);
+  REQUIRE(losses.size() == 5);
+  Tensor total;
+  for (const auto& [name, loss] : losses) {
+    INFO(name);
+    CHECK(loss.dtype() == DType::f64);
+    CHECK(std::isfinite(loss.item()));
+    total = total.defined() ? add(total, loss) : loss;
+  }
+  total.backward();
+  const std::vector<double> before = objective.distiller().student_adapter().weight().to_vector<double>();
+  objective.after_backward(1);
+  CHECK(objective.distiller().student_adapter().weight().to_vector<double>() != before);  // AdamW stepped
 }

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -154,6 +155,10 @@ const std::vector<UnaryCase>& unary_cases() {
       {{UnaryOp::pow_scalar, 3.0}, {2, -0.5, 1.5}, {8, -0.125, 3.375}},
       {{UnaryOp::clamp, -1.0, 0.5}, {-2, 0.25, 3}, {-1, 0.25, 0.5}},
       {{UnaryOp::scale, -2.0}, {1.5, -0.25, 0}, {-3, 0.5, 0}},
+      // Ties to even: 1 + 2^-11 lies halfway between 1 and 1 + 2^-10, 1 + 3 2^-11 between 1 + 2^-10 and
+      // 1 + 2^-9; likewise for bf16 with 2^-8 steps. 0.1 rounds down in f16, up in bf16.
+      {UnaryOp::round_f16, {1.00048828125, 1.00146484375, 0.1, -2}, {1, 1.001953125, 0.0999755859375, -2}},
+      {UnaryOp::round_bf16, {1.00390625, 1.01171875, 0.1, -2}, {1, 1.015625, 0.10009765625, -2}},
   };
   return all;
 }
@@ -732,4 +737,74 @@ TEST_CASE("plan_gemm_runs: equally spaced batches are one run, broadcast pattern
   CHECK(runs[0].b_offset == 9);
   CHECK(plan_gemm_runs({}, {}).empty());
   CHECK_THROWS_AS(plan_gemm_runs({0, 1}, {0}), std::invalid_argument);
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// The 16-bit formats of mixed precision (engine/kernels/half_math.h), over every one of their values.
+
+namespace {
+
+// Checks f32 -> 16-bit rounding around every finite positive 16-bit value v and its successor w: both
+// round-trip, the midpoint goes to the one with the even code, and the f32 values just either side of it
+// go to the nearer one. Negative values mirror these through the sign bit.
+template <class ToBits, class ToFloat>
+void check_rounding_between_neighbours(uint16_t largest_finite, ToBits to_bits, ToFloat to_float) {
+  for (uint32_t code = 0; code < largest_finite; ++code) {
+    const uint16_t lo = static_cast<uint16_t>(code), hi = static_cast<uint16_t>(code + 1);
+    const float v = to_float(lo), w = to_float(hi);
+    const float mid = static_cast<float>((static_cast<double>(v) + static_cast<double>(w)) / 2);  // exact
+    const uint16_t even = (lo & 1u) ? hi : lo;
+    if (to_bits(v) != lo || to_bits(w) != hi || to_bits(mid) != even ||
+        to_bits(std::nextafter(mid, 0.0f)) != lo || to_bits(std::nextafter(mid, INFINITY)) != hi ||
+        to_bits(-mid) != (even | 0x8000u) || to_float(static_cast<uint16_t>(lo | 0x8000u)) != -v) {
+      FAIL("rounding around code " << code << " (" << v << ", " << w << ")");
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("f16: every value round-trips; f32 rounds to nearest, ties to even; overflow, NaN, subnormals") {
+  for (uint32_t code = 0; code < 0x10000u; ++code) {
+    const uint16_t h = static_cast<uint16_t>(code);
+    const float x = f16_bits_to_f32(h);
+    if (std::isnan(x)) {
+      CHECK((h & 0x7c00u) == 0x7c00u);
+      continue;
+    }
+    if (f32_to_f16_bits(x) != h) FAIL("f16 code " << code << " does not round-trip");
+  }
+  check_rounding_between_neighbours(0x7bffu, f32_to_f16_bits, f16_bits_to_f32);
+  CHECK(f16_bits_to_f32(0x7bffu) == 65504.0f);
+  CHECK(f16_bits_to_f32(0x0001u) == std::ldexp(1.0f, -24));  // the smallest subnormal
+  CHECK(f16_bits_to_f32(0x0400u) == std::ldexp(1.0f, -14));  // the smallest normal
+  CHECK(f32_to_f16_bits(65519.99f) == 0x7bffu);
+  CHECK(f32_to_f16_bits(65520.0f) == 0x7c00u);  // the midpoint to the next power: ties to even, to inf
+  CHECK(f32_to_f16_bits(1e30f) == 0x7c00u);
+  CHECK(f32_to_f16_bits(-INFINITY) == 0xfc00u);
+  CHECK(f32_to_f16_bits(std::ldexp(1.0f, -25)) == 0x0000u);  // half the smallest subnormal: to even, 0
+  CHECK(f32_to_f16_bits(std::nextafter(std::ldexp(1.0f, -25), 1.0f)) == 0x0001u);
+  CHECK(f32_to_f16_bits(1e-30f) == 0x0000u);
+  CHECK(f32_to_f16_bits(-0.0f) == 0x8000u);
+  CHECK(std::isnan(round_to_f16(NAN)));
+  CHECK(std::isinf(round_to_f16(INFINITY)));
+}
+
+TEST_CASE("bf16: every value round-trips; f32 rounds to nearest, ties to even; NaN stays NaN") {
+  for (uint32_t code = 0; code < 0x10000u; ++code) {
+    const uint16_t b = static_cast<uint16_t>(code);
+    const float x = bf16_bits_to_f32(b);
+    if (std::isnan(x)) {
+      CHECK(std::isnan(bf16_bits_to_f32(f32_to_bf16_bits(x))));
+      continue;
+    }
+    if (f32_to_bf16_bits(x) != b) FAIL("bf16 code " << code << " does not round-trip");
+  }
+  check_rounding_between_neighbours(0x7f7fu, f32_to_bf16_bits, bf16_bits_to_f32);
+  CHECK(f32_to_bf16_bits(std::numeric_limits<float>::max()) == 0x7f80u);  // above the largest bf16: inf
+  CHECK(f32_to_bf16_bits(-0.0f) == 0x8000u);
+  // A NaN whose payload lies only in the dropped bits must not become infinity.
+  CHECK(std::isnan(round_to_bf16(bits_float(0x7f800001u))));
+  CHECK(std::isinf(round_to_bf16(-INFINITY)));
 }

@@ -107,6 +107,8 @@ TEST_CASE("to(Device) moves every tensor or, when it cannot, leaves the module u
     storage.push_back(t.raw_data());
   tree.to(Device::cpu());  // already there: the same tensors
   CHECK(tree.trainable_parameters().size() == 3);
+  CHECK(tree.device() == Device::cpu());
+  CHECK(Module().device() == Device::cpu());  // nothing to place: the CPU
   if (!cuda_status().available) {
     try {
       tree.to(Device::cuda(0));
@@ -123,6 +125,12 @@ TEST_CASE("to(Device) moves every tensor or, when it cannot, leaves the module u
     tree.to(Device::cuda(0));
     for (const auto& [n, t] : tree.state_dict())
       CHECK(t.device() == Device::cuda(0));
+    CHECK(tree.device() == Device::cuda(0));
+    // Loading host tensors into the moved module copies them to its device.
+    Tree source;
+    source.to(DType::f64);
+    tree.load_state_dict(source.state_dict());
+    CHECK(tree.device() == Device::cuda(0));
     CHECK(tree.trainable_parameters().size() == 3);
     CHECK_FALSE(tree.first->named_parameters()[0].second.requires_grad());
   }

@@ -280,3 +280,43 @@ TEST_CASE("detector usage metadata: round trip, and a malformed entry names the 
   bad.erase("test_transform");
   CHECK_THROWS_WITH(read_usage(bad, "c.safetensors"), doctest::Contains("c.safetensors"));
 }
+
+TEST_CASE("mixed precision: bf16 trains; f16 scales the loss, checkpoints the scale and resumes exactly") {
+  TinyData data;
+  if (!data.available) return;
+  const RetinaNetConfig config = small_config(data.train->num_classes());
+  auto run = [&](const std::string& name, DType precision, int64_t iterations, bool resume) {
+    RunFolder folder((data.dir.path() / name).string());
+    Generator gen(3);
+    RetinaNet model(config, gen);
+    DetectionObjective objective;
+    TrainOptions options = small_options(iterations);
+    options.precision = precision;
+    options.resume = resume;
+    train_detector(model, objective, *data.train, options, folder);
+    return folder;
+  };
+
+  RunFolder bf16 = run("bf16", DType::bf16, 3, false);
+  for (const nlohmann::json& record : bf16.read_metrics()) {
+    CHECK(std::isfinite(record["loss"].get<double>()));
+    CHECK_FALSE(record.contains("loss_scale"));  // bf16 needs no scaling
+  }
+
+  RunFolder straight = run("f16-straight", DType::f16, 6, false);
+  run("f16-interrupted", DType::f16, 3, false);
+  RunFolder resumed = run("f16-interrupted", DType::f16, 6, true);
+  const NamedTensors a = checkpoint_tensors(straight.file("checkpoint.safetensors"));
+  bool has_scale = false;
+  for (const auto& [name, t] : a)
+    has_scale |= name == "grad_scaler.scale";
+  CHECK(has_scale);
+  check_identical(a, checkpoint_tensors(resumed.file("checkpoint.safetensors")));
+  for (const nlohmann::json& record : straight.read_metrics()) {
+    CHECK(std::isfinite(record["loss"].get<double>()));
+    CHECK(record["loss_scale"].get<double>() > 0);
+  }
+  // The f16 run computed differently from an f32 one: its first loss is not the f32 loss.
+  RunFolder f32 = run("f32", DType::f32, 1, false);
+  CHECK(f32.read_metrics()[0]["loss"] != straight.read_metrics()[0]["loss"]);
+}

@@ -10,6 +10,7 @@
 
 #include "engine/cuda_ops.h"
 #include "engine/cuda_status.h"
+#include "engine/device_choice.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
 #include "engine/ops/conv.h"
@@ -18,6 +19,38 @@
 #include "engine/transfer.h"
 
 using namespace icd;
+
+TEST_CASE("parse_device reads cpu, cuda and cuda:N, and names anything else") {
+  CHECK(parse_device("cpu") == Device::cpu());
+  CHECK(parse_device("cuda") == Device::cuda(0));
+  CHECK(parse_device("cuda:0") == Device::cuda(0));
+  CHECK(parse_device("cuda:3") == Device::cuda(3));
+  for (const char* bad : {"", "gpu", "CPU", "cuda:", "cuda:-1", "cuda:1x", "cuda:99999", "cuda0", "auto"}) {
+    const std::string named = "device '" + std::string(bad) + "'";
+    CHECK_THROWS_WITH_AS(parse_device(bad), doctest::Contains(named.c_str()), std::invalid_argument);
+  }
+}
+
+TEST_CASE("choose_device: auto takes the GPU only when one can be used; a named GPU must exist") {
+  const DeviceChoice cpu = choose_device("cpu");
+  CHECK(cpu.device == Device::cpu());
+  CHECK(cpu.description == "device: cpu");
+  const DeviceChoice automatic = choose_device("auto");
+  CHECK_THROWS_AS(choose_device("tpu"), std::invalid_argument);
+  if (cuda_status().available) {
+    CHECK(automatic.device == Device::cuda(0));
+    CHECK(automatic.description.starts_with("device: cuda:0"));
+    CHECK(choose_device("cuda").device == Device::cuda(0));
+    const std::string beyond = "cuda:" + std::to_string(cuda_status().device_count);
+    CHECK_THROWS_WITH_AS(choose_device(beyond), doctest::Contains("CUDA device(s)"), std::runtime_error);
+  } else {
+    CHECK(automatic.device == Device::cpu());
+    CHECK(automatic.description == "device: cpu (no usable GPU: " + cuda_status().reason + ")");
+    CHECK_THROWS_WITH_AS(choose_device("cuda"), doctest::Contains(cuda_status().reason.c_str()),
+                         std::runtime_error);
+    CHECK_THROWS_WITH_AS(choose_device("cuda:1"), doctest::Contains("device cuda:1"), std::runtime_error);
+  }
+}
 
 TEST_CASE("to_device on the CPU: the same tensor when already there") {
   Generator gen(0);

@@ -17,11 +17,19 @@ Two kinds of workload:
   (backbone + FPN under no_grad), the R18-FPN one as the student in training mode, and a compact PyTorch
   ICD module doing the same work as icd's distill/ (see icd_workloads).
 
+--device picks where every workload runs: auto (the default) is the GPU when this torch sees one
+(torch.cuda.is_available()) and the CPU otherwise; cpu, cuda or cuda:N name one. Every tensor, model, image
+and target is made on (or moved to) that device, and on a GPU each timed run ends with torch.cuda.synchronize,
+so that it times the kernels and not only their launch. Debian's torch is a CPU build: there auto is the CPU
+and cuda is an error. --threads still sets the CPU threads; on a GPU, % peak is printed only with
+--peak-gflops (the GPU's total GFLOP/s).
+
 Each workload is built only when it passes the --only filter, so one workload in its own process (as
 scripts/bench_compare.sh --steps runs them) reports its own peak resident memory (peak_rss_mb).
 
   /usr/bin/python3 tools/bench_torch.py --threads 2 [--json] [--only conv]
   /usr/bin/python3 tools/bench_torch.py --threads 2 --json --only "resnet18 train b2 224" --exact
+  python3 tools/bench_torch.py --device cuda --only train   (with a CUDA build of torch)
 """
 import argparse
 import json
@@ -43,13 +51,13 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def kernel_workloads(torch, F):
+def kernel_workloads(torch, F, device):
     """(name, flops per run, factory returning the run function) for the sgemm and conv3x3 kernels."""
     workloads = []
     for n in (256, 512, 1024, 2048):
         def make_sgemm(n=n):
-            a, b = torch.randn(n, n), torch.randn(n, n)
-            c = torch.empty(n, n)
+            a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+            c = torch.empty(n, n, device=device)
             return lambda: torch.mm(a, b, out=c)
 
         workloads.append((f"sgemm {n}", 2.0 * n ** 3, make_sgemm))
@@ -60,7 +68,8 @@ def kernel_workloads(torch, F):
         flops = 2.0 * n * out * h * w * ch * 9
 
         def make_conv_inputs(n=n, ch=ch, h=h, w=w, out=out):
-            return torch.randn(n, ch, h, w), torch.randn(out, ch, 3, 3) * 0.05, torch.zeros(out)
+            return (torch.randn(n, ch, h, w, device=device), torch.randn(out, ch, 3, 3, device=device) * 0.05,
+                    torch.zeros(out, device=device))
 
         def make_fwd(make_inputs=make_conv_inputs):
             x, wt, bias = make_inputs()
@@ -111,15 +120,15 @@ def sgd_for(torch, model):
     return torch.optim.SGD(trainable, lr=0.01, momentum=0.9, weight_decay=1e-4)
 
 
-def step_workloads(torch, F, torchvision):
+def step_workloads(torch, F, torchvision, device):
     """(name, None, factory returning the run function) for the whole training and inference steps."""
     workloads = []
     for depth in (18, 50):
         def make_classifier_train(depth=depth):
-            model = build_classifier(torchvision, depth).train()
-            optimizer = sgd_for(torch, model)
-            images = torch.randn(2, 3, 224, 224)
-            labels = torch.tensor(CLASSIFIER_LABELS)
+            model = build_classifier(torchvision, depth).to(device).train()
+            optimizer = sgd_for(torch, model)  # after the move: the optimizer holds the device's parameters
+            images = torch.randn(2, 3, 224, 224, device=device)
+            labels = torch.tensor(CLASSIFIER_LABELS, device=device)
 
             def train_step():
                 optimizer.zero_grad(set_to_none=True)
@@ -130,8 +139,8 @@ def step_workloads(torch, F, torchvision):
             return train_step
 
         def make_classifier_infer(depth=depth):
-            model = build_classifier(torchvision, depth).eval()
-            images = torch.randn(2, 3, 224, 224)
+            model = build_classifier(torchvision, depth).to(device).eval()
+            images = torch.randn(2, 3, 224, 224, device=device)
 
             def infer():
                 with torch.no_grad():
@@ -144,14 +153,14 @@ def step_workloads(torch, F, torchvision):
     for depth in (18, 50):
         for size in (320, 512):
             def make_retinanet_inputs(size=size):
-                image = torch.rand(3, size, size)
+                image = torch.rand(3, size, size, device=device)
                 scale = size / RETINANET_TARGET_BOXES_SIZE
-                target = {"boxes": torch.tensor(RETINANET_TARGET_BOXES) * scale,
-                          "labels": torch.tensor(RETINANET_TARGET_LABELS)}
+                target = {"boxes": torch.tensor(RETINANET_TARGET_BOXES, device=device) * scale,
+                          "labels": torch.tensor(RETINANET_TARGET_LABELS, device=device)}
                 return image, target
 
             def make_retinanet_train(depth=depth, size=size, make_inputs=make_retinanet_inputs):
-                model = build_retinanet(torchvision, depth, size).train()
+                model = build_retinanet(torchvision, depth, size).to(device).train()
                 optimizer = sgd_for(torch, model)
                 image, target = make_inputs()
 
@@ -164,7 +173,7 @@ def step_workloads(torch, F, torchvision):
                 return train_step
 
             def make_retinanet_infer(depth=depth, size=size, make_inputs=make_retinanet_inputs):
-                model = build_retinanet(torchvision, depth, size).eval()
+                model = build_retinanet(torchvision, depth, size).to(device).eval()
                 image, _ = make_inputs()
 
                 def infer():
@@ -211,19 +220,21 @@ def build_icd_module(torch):
 def icd_queries(torch, boxes, labels, size):
     """One image's queries: the real boxes, 5 fakes per real box from the prior of the ground truth (per class:
     mean and std of the normalised box size, frequency), a jittered reference point for each. Returns the
-    descriptors [1, K, classes + 266] and the targets [1, K, 4], real mask [1, K] (no padding: one image)."""
+    descriptors [1, K, classes + 266] and the targets [1, K, 4], real mask [1, K] (no padding: one image).
+    Every tensor is made on the device of boxes and labels."""
+    device = boxes.device
     n = len(labels)
     k = min(max(1, n * (ICD_FAKES_PER_REAL + 1)), max(300, n))
     sizes = (boxes[:, 2:] - boxes[:, :2]) / size  # the prior: one box per class, std 0
-    pick = torch.multinomial(torch.ones(n), k - n, replacement=True)
+    pick = torch.multinomial(torch.ones(n, device=device), k - n, replacement=True)
     fake_wh = sizes[pick].clamp(0.002, 0.7)
-    fake_centre = torch.rand(k - n, 2).clamp(0.03, 0.97)
+    fake_centre = torch.rand(k - n, 2, device=device).clamp(0.03, 0.97)
     fake = (torch.cat([fake_centre - fake_wh / 2, fake_centre + fake_wh / 2], 1).clamp(0, 1)) * size
     boxes = torch.cat([boxes, fake]) / size
     labels = torch.cat([labels, labels[pick]])
     wh = boxes[:, 2:] - boxes[:, :2]
-    point = (boxes[:, :2] + boxes[:, 2:]) / 2 + (torch.rand(k, 2) * 2 - 1) * ICD_JITTER * wh
-    frequencies = 10000 ** (2 * torch.arange(64, dtype=torch.float32) / 128)
+    point = (boxes[:, :2] + boxes[:, 2:]) / 2 + (torch.rand(k, 2, device=device) * 2 - 1) * ICD_JITTER * wh
+    frequencies = 10000 ** (2 * torch.arange(64, dtype=torch.float32, device=device) / 128)
     angles = 2 * torch.pi * point[:, :, None] / frequencies  # [K, 2, 64]
     position = torch.cat([angles.sin(), angles.cos()], 2).flatten(1)  # [PE(cx') | PE(cy')], sines then cosines
     bins = (1.44 * torch.log(wh * size) - 5).trunc().clamp(0, 4).long()
@@ -231,16 +242,16 @@ def icd_queries(torch, boxes, labels, size):
     onehot = torch.nn.functional.one_hot(labels, ICD_CLASSES).float()
     descriptors = torch.cat([onehot, position, scale], 1)
     targets = torch.cat([point - boxes[:, :2], boxes[:, 2:] - point], 1)
-    real = (torch.arange(k) < n).float()
+    real = (torch.arange(k, device=device) < n).float()
     return descriptors[None], targets[None], real[None]
 
 
-def sine_position(torch, levels, batch):
+def sine_position(torch, levels, batch, device):
     """DETR's normalised sine embedding [S, B, 256] of every level (no padding: the images fill the batch)."""
-    frequencies = 10000 ** (2 * (torch.arange(128) // 2) / 128)
+    frequencies = 10000 ** (2 * (torch.arange(128, device=device) // 2) / 128)
     embeddings = []
     for (h, w) in levels:
-        not_mask = torch.ones(batch, h, w)
+        not_mask = torch.ones(batch, h, w, device=device)
         y = not_mask.cumsum(1)
         x = not_mask.cumsum(2)
         y = y / (y[:, -1:, :] + 1e-6) * 2 * torch.pi
@@ -262,8 +273,8 @@ def icd_losses(torch, F, icd, teacher_levels, student_levels, descriptors, targe
     s, b, c = x_teacher.shape
     heads, d = ICD_HEADS, c // ICD_HEADS
     with torch.no_grad():
-        position = sine_position(torch, [t.shape[2:] for t in teacher_levels], b)
-        padding = torch.zeros(b, s, dtype=torch.bool)
+        position = sine_position(torch, [t.shape[2:] for t in teacher_levels], b, x_teacher.device)
+        padding = torch.zeros(b, s, dtype=torch.bool, device=x_teacher.device)
     q0 = icd["encoder"](descriptors).permute(1, 0, 2)  # [L, B, C]
     length = q0.shape[0]
     q = dec["q_proj"](q0).reshape(length, b, heads, d).permute(1, 2, 0, 3)
@@ -292,23 +303,23 @@ def icd_losses(torch, F, icd, teacher_levels, student_levels, descriptors, targe
     return aux_conf, aux_reg, distill
 
 
-def icd_workloads(torch, F, torchvision):
+def icd_workloads(torch, F, torchvision, device):
     """One training iteration of icd's distill_retinanet with the ICD method, for S = 320 and 512."""
     workloads = []
     for size in (320, 512):
         def make_icd_train(size=size):
-            teacher = build_retinanet(torchvision, 50, size).eval().requires_grad_(False)
-            student = build_retinanet(torchvision, 18, size).train()
+            teacher = build_retinanet(torchvision, 50, size).to(device).eval().requires_grad_(False)
+            student = build_retinanet(torchvision, 18, size).to(device).train()
             captured = {}  # the student's p3..p7 with their graph, as the reference's forward hook keeps them
             student.backbone.register_forward_hook(
                 lambda module, inputs, out: captured.update(levels=list(out.values())))
-            icd = build_icd_module(torch)
+            icd = build_icd_module(torch).to(device)
             student_optimizer = sgd_for(torch, student)
             icd_optimizer = torch.optim.AdamW(icd.parameters(), lr=1e-4, weight_decay=1e-4)
             icd_lr = 0.5 * 1e-4 * (1 + math.cos(math.pi * ICD_ITERATION / ICD_ITERATIONS))  # cosine to 0
-            image = torch.rand(3, size, size)
-            boxes = torch.tensor(RETINANET_TARGET_BOXES) * (size / RETINANET_TARGET_BOXES_SIZE)
-            labels = torch.tensor(RETINANET_TARGET_LABELS)
+            image = torch.rand(3, size, size, device=device)
+            boxes = torch.tensor(RETINANET_TARGET_BOXES, device=device) * (size / RETINANET_TARGET_BOXES_SIZE)
+            labels = torch.tensor(RETINANET_TARGET_LABELS, device=device)
             target = {"boxes": boxes, "labels": labels}
 
             def train_step():
@@ -334,15 +345,46 @@ def icd_workloads(torch, F, torchvision):
     return workloads
 
 
-def median_ms(run, warmup, reps):
+def median_ms(run, warmup, reps, sync=None):
+    """Median wall time of reps runs after warmup ones. sync (torch.cuda.synchronize on a GPU) waits for the
+    queued kernels: after the warm-up, and after each timed run before the clock is read."""
     for _ in range(warmup):
         run()
+    if sync is not None:
+        sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         run()
+        if sync is not None:
+            sync()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def resolve_device(torch, name):
+    """The torch.device for --device (auto: cuda when torch sees a GPU, else cpu); exits on one it cannot use."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        print(f"bench_torch: device {name}: {error}", file=sys.stderr)
+        sys.exit(2)
+    if device.type not in ("cpu", "cuda"):
+        print(f"bench_torch: device {name}: only cpu, cuda and cuda:N are supported", file=sys.stderr)
+        sys.exit(2)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            print(f"bench_torch: device {name}: CUDA is not available to this torch", file=sys.stderr)
+            sys.exit(1)
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            print(f"bench_torch: device {name}: this machine has {count} CUDA device(s)", file=sys.stderr)
+            sys.exit(1)
+        if device.index is None:  # name the GPU that "cuda" means
+            device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def main():
@@ -353,6 +395,11 @@ def main():
     parser.add_argument("--exact", action="store_true", help="run only the workload whose name equals --only")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--peak-gflops-per-core", type=float, default=115.2)
+    parser.add_argument("--peak-gflops", type=float, default=0,
+                        help="total peak GFLOP/s for %% peak (0: peak-gflops-per-core x threads on the CPU, "
+                             "no %% peak on a GPU)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N")
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -361,15 +408,20 @@ def main():
     import torchvision
 
     torch.set_num_threads(args.threads)
+    device = resolve_device(torch, args.device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
 
     def selected(name):
         if args.exact:
             return name == args.only
         return not args.only or args.only in name
 
-    workloads = (kernel_workloads(torch, F) + step_workloads(torch, F, torchvision)
-                 + icd_workloads(torch, F, torchvision))
-    peak = args.peak_gflops_per_core * args.threads
+    workloads = (kernel_workloads(torch, F, device) + step_workloads(torch, F, torchvision, device)
+                 + icd_workloads(torch, F, torchvision, device))
+    if args.peak_gflops > 0:
+        peak = args.peak_gflops
+    else:
+        peak = args.peak_gflops_per_core * args.threads if device.type == "cpu" else None  # None: no % peak
     names = [name for name, _, _ in workloads if selected(name)]
     if not names:
         print(f"bench_torch: no workload matches \"{args.only}\"; the names are:", file=sys.stderr)
@@ -378,22 +430,24 @@ def main():
         sys.exit(2)
     if not args.json:
         print(f"{'workload':34s} {'ms':>10s} {'GFLOP/s':>10s} {'% peak':>8s} {'RSS MB':>8s}"
-              f"   ({args.threads} threads, torch {torch.__version__})")
+              f"   ({args.threads} threads, device {device}, torch {torch.__version__})")
     for name, flops, make_run in workloads:
         if name not in names:
             continue
         torch.manual_seed(0)  # each workload draws the same numbers whichever others run before it
         run = make_run()
-        ms = median_ms(run, 2, args.reps)
+        ms = median_ms(run, 2, args.reps, sync)
         del run
         gflops = None if flops is None else flops / (ms * 1e6)
         rss = peak_rss_mb()
         if args.json:
-            print(json.dumps({"impl": "torch", "workload": name, "threads": args.threads, "ms": round(ms, 4),
-                              "gflops": None if gflops is None else round(gflops, 2),
+            print(json.dumps({"impl": "torch", "device": str(device), "workload": name, "threads": args.threads,
+                              "ms": round(ms, 4), "gflops": None if gflops is None else round(gflops, 2),
                               "peak_rss_mb": round(rss, 1)}))
         elif gflops is None:
             print(f"{name:34s} {ms:10.3f} {'-':>10s} {'-':>8s} {rss:8.0f}")
+        elif peak is None:
+            print(f"{name:34s} {ms:10.3f} {gflops:10.1f} {'-':>8s} {rss:8.0f}")
         else:
             print(f"{name:34s} {ms:10.3f} {gflops:10.1f} {100 * gflops / peak:7.1f}% {rss:8.0f}")
         sys.stdout.flush()

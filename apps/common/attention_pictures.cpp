@@ -7,6 +7,7 @@
 #include "datasets/image_io.h"
 #include "engine/autograd.h"
 #include "engine/ops/reduce.h"
+#include "engine/transfer.h"
 
 namespace icd::app {
 namespace {
@@ -89,7 +90,8 @@ void draw_attention_pictures(InstanceConditionalDistiller& distiller, RetinaNet&
     const ImageSize padded{batch.images.size(2), batch.images.size(3)};
 
     teacher.eval();
-    const IcdOutput out = distiller.decode(teacher.features(batch.images), padded, {queries});
+    const IcdOutput out =
+        distiller.decode(teacher.features(to_device(batch.images, teacher.device())), padded, {queries});
     // logits [1, H, L, S] -> probabilities over S, averaged over the heads -> [L, S]
     const Tensor probs = mean(softmax(out.teacher.logits, 3), {1}).squeeze(0);
     const std::vector<double> values = probs.to_vector<double>();

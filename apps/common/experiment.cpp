@@ -230,6 +230,8 @@ CocoEvalResult run_teacher_training(const ExperimentPreset& preset, const Datase
                     {"batch_size", options.batch_size},
                     {"lr", options.lr},
                     {"imagenet_backbone", imagenet},
+                    {"device", options.device.str()},
+                    {"precision", dtype_name(options.precision)},
                     {"model", to_json(config)}});
   Generator gen(options.seed);
   RetinaNet model(config, gen);

@@ -9,18 +9,22 @@
 
 #include "apps/common/plot.h"
 #include "apps/common/progress.h"
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
 #include "engine/optim/clip_grad.h"
+#include "engine/optim/grad_scaler.h"
 #include "engine/optim/sgd.h"
+#include "engine/transfer.h"
 
 namespace icd::app {
 namespace {
 
 constexpr const char* kOptimizerPrefix = "optimizer.";
 constexpr const char* kObjectivePrefix = "objective.";
+constexpr const char* kScalerPrefix = "grad_scaler.";
 
 NamedTensors with_prefix(const NamedTensors& tensors, const std::string& prefix) {
   NamedTensors out;
@@ -38,7 +42,8 @@ NamedTensors strip_prefix(const NamedTensors& all, const std::string& prefix) {
 }
 
 bool has_prefix(const std::string& name) {
-  return name.starts_with(kOptimizerPrefix) || name.starts_with(kObjectivePrefix);
+  return name.starts_with(kOptimizerPrefix) || name.starts_with(kObjectivePrefix) ||
+         name.starts_with(kScalerPrefix);
 }
 
 std::string describe_losses(const std::vector<std::pair<std::string, double>>& values) {
@@ -117,6 +122,7 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
                                 " has fewer images with boxes than one batch (" +
                                 std::to_string(options.batch_size) + ")");
 
+  if (model.device() != options.device) model.to(options.device);
   model.train();
   Sgd optimizer(
       model.trainable_parameters(),
@@ -130,6 +136,15 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
                                               .gamma = options.lr_gamma,
                                               .warmup = options.warmup});
   const std::string checkpoint_path = run.file("checkpoint.safetensors");
+  if (options.precision != DType::f32 && options.precision != DType::bf16 && options.precision != DType::f16)
+    throw std::invalid_argument(std::string("train: precision must be f32, bf16 or f16, got ") +
+                                dtype_name(options.precision));
+  // f16 needs loss scaling; bf16 has f32's range.
+  std::optional<GradScaler> scaler;
+  if (options.precision == DType::f16) scaler.emplace();
+  std::vector<Tensor> scaled_parameters = optimizer.parameters();
+  for (const Tensor& p : objective.parameters())
+    scaled_parameters.push_back(p);
 
   int64_t start = 0;
   if (options.resume && std::filesystem::exists(checkpoint_path)) {
@@ -141,6 +156,11 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
     optimizer.load_state(strip_prefix(c.tensors, kOptimizerPrefix));
     objective.load_state(strip_prefix(c.tensors, kObjectivePrefix));
     model.loss().set_normalizer(std::stod(c.metadata.at("loss_normalizer")));
+    if (scaler) {
+      const NamedTensors scaler_state = strip_prefix(c.tensors, kScalerPrefix);
+      if (!scaler_state.empty())
+        scaler->load_state(scaler_state);  // else: a run resumed into f16 starts fresh
+    }
     start = std::stoll(c.metadata.at("iteration"));
     run.truncate_metrics_after(start);
     std::cout << "resuming " << run.path() << " from iteration " << start << "\n";
@@ -155,6 +175,9 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
       all.push_back(e);
     for (auto& e : with_prefix(objective.state(), kObjectivePrefix))
       all.push_back(e);
+    if (scaler)
+      for (auto& e : with_prefix(scaler->state(), kScalerPrefix))
+        all.push_back(e);
     std::ostringstream normalizer;
     normalizer.precision(17);
     normalizer << model.loss().normalizer();
@@ -181,7 +204,13 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
     optimizer.set_lr(lr);
     optimizer.zero_grad();
 
-    NamedLosses losses = objective.losses(model, training_batch(*batch), iteration);
+    TrainingBatch inputs = training_batch(*batch);
+    inputs.images = to_device(inputs.images, options.device);
+    NamedLosses losses;
+    {
+      AutocastGuard autocast(options.precision);
+      losses = objective.losses(model, inputs, iteration);
+    }
     if (loss_names.size() == 1)
       for (const auto& [name, loss] : losses)
         loss_names.push_back(name);
@@ -196,17 +225,29 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
       throw std::runtime_error("train: the loss is " + std::to_string(total_value) + " at iteration " +
                                std::to_string(iteration) + " (" + describe_losses(values) +
                                "); stopping. The last good checkpoint is " + checkpoint_path);
-    total.backward();
+    if (scaler)
+      scaler->scale(total).backward();
+    else
+      total.backward();
     // Gradients are ready: the one place where a data-parallel all-reduce would go.
-    objective.after_backward(iteration);
-    if (options.clip_value > 0) clip_grad_value(optimizer.parameters(), options.clip_value);
-    optimizer.step();
+    // With f16 they are unscaled here; if any overflowed, this step is skipped (and the scale lowered).
+    const bool step = !scaler || scaler->unscale(scaled_parameters);
+    if (step) {
+      objective.after_backward(iteration);
+      if (options.clip_value > 0) clip_grad_value(optimizer.parameters(), options.clip_value);
+      optimizer.step();
+    }
 
     nlohmann::json record{{"step", iteration + 1},
                           {"lr", lr},
                           {"loss", total_value},
                           {"epoch", epoch},
                           {"seconds", progress.seconds_elapsed()}};
+    if (scaler) {
+      record["loss_scale"] = scaler->scale_value();
+      if (!step) record["skipped"] = true;
+      scaler->update();
+    }
     for (const auto& [name, v] : values)
       record[name] = v;
     run.log_metrics(record);
@@ -236,6 +277,9 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
             eval_names.push_back(name);
     plot_metrics(metrics, eval_names, "validation AP over training", run.file("ap.png"), 1);
   }
+  if (scaler && scaler->skipped_steps() > 0)
+    std::cout << "f16: skipped " << scaler->skipped_steps()
+              << " step(s) whose gradients overflowed; loss scale now " << scaler->scale_value() << "\n";
   if (const LoaderStats stats = loader.stats(); stats.images_skipped > 0)
     std::cout << "skipped " << stats.images_skipped << " unreadable image(s) (" << stats.skipped_images.size()
               << " distinct)\n";
@@ -256,7 +300,7 @@ CocoEvalResult evaluate_detector(RetinaNet& model, const CocoDataset& dataset, c
   ProgressLine progress("evaluate " + dataset.source(), loader.batches_per_epoch(), options.batch_size);
   int64_t done = 0;
   while (std::optional<DetectionBatch> batch = loader.next()) {
-    RetinaNetOutputs outputs = model.forward(batch->images);
+    RetinaNetOutputs outputs = model.forward(to_device(batch->images, model.device()));
     std::vector<ImageSizes> sizes;
     for (const SampleInfo& s : batch->samples)
       sizes.push_back({s.size.height, s.size.width, s.original_size.height, s.original_size.width});

@@ -1,9 +1,10 @@
 // The training loop every app shares, and detector evaluation.
 //
 // One iteration: next batch from the loader -> the objective's losses (the detector's focal and box
-// losses, plus the distillation terms for a student) -> one backward pass of their sum -> a NaN/Inf check
-// -> the objective's own optimizers (e.g. ICD's AdamW) -> optional per-element gradient clipping -> SGD
-// step with the warmup + multi-step learning rate. Every `checkpoint_every` iterations (and at the end)
+// losses, plus the distillation terms for a student; under autocast when mixed precision is on) -> a
+// NaN/Inf check -> one backward pass of their sum (scaled, with f16) -> the objective's own optimizers
+// (e.g. ICD's AdamW) -> optional per-element gradient clipping -> SGD step with the warmup + multi-step
+// learning rate. Every `checkpoint_every` iterations (and at the end)
 // the model, the optimizer, the objective's state and the loss normaliser go into one checkpoint written
 // atomically; --resume reloads it and continues exactly: same data order (the loader is restarted at the
 // same epoch and batch), same optimizer state.
@@ -33,6 +34,14 @@ namespace icd::app {
 TrainingBatch training_batch(const DetectionBatch& batch);
 
 struct TrainOptions {
+  // Where the model trains: train_detector moves it there first (before its optimizer takes the
+  // parameters) and each batch's images follow; the ground truth stays on the host, where anchors are
+  // matched.
+  Device device = Device::cpu();
+  // Mixed precision (engine/autocast.h): f32 (off), bf16, or f16 with dynamic loss scaling
+  // (engine/optim/grad_scaler.h; a step whose gradients overflow is skipped). Convolutions and matrix
+  // products compute on 16-bit values; weights, optimizers and everything else stay f32.
+  DType precision = DType::f32;
   int64_t iterations = 1000;
   int batch_size = 4;
   int num_workers = 2;
@@ -76,7 +85,8 @@ struct EvalOptions {
   std::string detections_path;  // if set, the detections are written there as COCO results JSON
 };
 
-// Runs the model over every image of `dataset` and evaluates its detections with the COCO protocol.
+// Runs the model over every image of `dataset` (on the model's device) and evaluates its detections with
+// the COCO protocol.
 CocoEvalResult evaluate_detector(RetinaNet& model, const CocoDataset& dataset, const EvalOptions& options);
 
 // Checkpoint I/O for a RetinaNet: weights plus metadata "model_config" (JSON), so a checkpoint alone

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/cuda/cuda_check.h"
 #include "engine/cuda/device_memory.h"
 #include "engine/cuda_status.h"
 #include "engine/device_memory.h"
@@ -55,6 +56,12 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     throw std::runtime_error("copy from " + src_device.str() + " to " + dst_device.str() +
                              ": copies between two GPUs are not supported (go through the host)");
   }
+}
+
+void synchronize(Device device) {
+  if (device.is_cpu()) return;
+  require_cuda(device, "synchronize");
+  ICD_CUDA_CHECK(cudaStreamSynchronize(cuda::cuda_stream(device.index)));
 }
 
 }  // namespace icd

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/kernels/elementwise_math.h"
+#include "engine/kernels/half_math.h"
 
 namespace icd::kernels {
 
@@ -22,8 +23,10 @@ enum class UnaryOp {
   pow_scalar,  // param0: the exponent
   clamp,       // param0, param1: low, high
   scale,       // param0: the factor (mul_)
+  round_f16,   // to the nearest f16 value (mixed precision)
+  round_bf16,  // to the nearest bf16 value
 };
-constexpr int kUnaryOpCount = int(UnaryOp::scale) + 1;
+constexpr int kUnaryOpCount = int(UnaryOp::round_bf16) + 1;
 
 struct UnaryOpCall {
   UnaryOp op;
@@ -33,8 +36,9 @@ struct UnaryOpCall {
 };
 
 inline const char* unary_op_name(UnaryOp op) {
-  constexpr const char* names[kUnaryOpCount] = {"neg",  "exp",     "log",        "sqrt",  "abs",  "relu",
-                                                "tanh", "sigmoid", "pow_scalar", "clamp", "scale"};
+  constexpr const char* names[kUnaryOpCount] = {"neg",   "exp",       "log",       "sqrt",       "abs",
+                                                "relu",  "tanh",      "sigmoid",   "pow_scalar", "clamp",
+                                                "scale", "round_f16", "round_bf16"};
   int index = int(op);
   return index >= 0 && index < kUnaryOpCount ? names[index] : "?";
 }
@@ -64,6 +68,10 @@ decltype(auto) visit_unary_op(UnaryOpCall call, F&& f) {
       return f(ClampOp{call.param0, call.param1});
     case UnaryOp::scale:
       return f(ScaleOp{call.param0});
+    case UnaryOp::round_f16:
+      return f(RoundF16Op{});
+    case UnaryOp::round_bf16:
+      return f(RoundBf16Op{});
   }
   throw std::invalid_argument("visit_unary_op: unknown op " + std::to_string(int(call.op)));
 }
@@ -100,6 +108,12 @@ inline UnaryOpCall unary_op_call(ClampOp f) {
 }
 inline UnaryOpCall unary_op_call(ScaleOp f) {
   return {UnaryOp::scale, f.factor};
+}
+inline UnaryOpCall unary_op_call(RoundF16Op) {
+  return UnaryOp::round_f16;
+}
+inline UnaryOpCall unary_op_call(RoundBf16Op) {
+  return UnaryOp::round_bf16;
 }
 
 }  // namespace icd::kernels

@@ -40,10 +40,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/cpu/gemm.h"
 #include "engine/cpu/im2col.h"
@@ -51,6 +53,7 @@
 #include "engine/cuda_ops.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
+#include "engine/ops/precision.h"
 #include "engine/ops/reduce.h"
 
 namespace icd {
@@ -419,6 +422,12 @@ Tensor conv2d_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, co
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
   const Device device = op_device("conv2d", {{"x", x}, {"weight", weight}, {"bias", bias}});
+  if (const std::optional<DType> low = autocast_precision_for(x)) {  // engine/autocast.h
+    AutocastGuard f32(DType::f32);
+    const Tensor b = bias.defined() ? round_to_precision(bias, *low) : Tensor();
+    return round_to_precision(
+        conv2d(round_to_precision(x, *low), round_to_precision(weight, *low), b, options), *low);
+  }
   const ConvShape s = conv_shape(x, weight, bias, options);
   if (device.is_cuda()) return conv2d_cuda(x, weight, bias, options, s);
   // The kernels read raw row-major memory; the graph is recorded on the original x, weight and bias.

@@ -10,6 +10,7 @@
 // depthwise convolution. Differentiable in x, weight and bias. Throws std::invalid_argument naming the
 // argument and the shapes on a wrong rank, a channel mismatch, groups not dividing the channels, a
 // non-positive stride or dilation, a negative padding, a bias of the wrong size, or an output of size 0.
+// Inside an AutocastGuard (engine/autocast.h) f32 operands and the result are rounded to bf16/f16.
 #pragma once
 #include <cstdint>
 

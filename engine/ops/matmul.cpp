@@ -20,8 +20,10 @@
 #include "engine/ops/matmul.h"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/cpu/gemm.h"
 #include "engine/cpu/strided.h"
@@ -29,6 +31,7 @@
 #include "engine/dispatch.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/precision.h"
 #include "engine/ops/reduce.h"
 
 namespace icd {
@@ -149,6 +152,10 @@ int64_t leading_numel(const Shape& shape) {
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   op_device("matmul", {{"a", a}, {"b", b}});
+  if (const std::optional<DType> low = autocast_precision_for(a)) {  // engine/autocast.h
+    AutocastGuard f32(DType::f32);
+    return round_to_precision(matmul(round_to_precision(a, *low), round_to_precision(b, *low)), *low);
+  }
   if (a.dim() == 0 || b.dim() == 0)
     throw std::invalid_argument("matmul: both arguments need at least one dimension, got " +
                                 shapes_str(a, b));
@@ -176,6 +183,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
   op_device("bmm", {{"a", a}, {"b", b}});
+  if (const std::optional<DType> low = autocast_precision_for(a)) {
+    AutocastGuard f32(DType::f32);
+    return round_to_precision(bmm(round_to_precision(a, *low), round_to_precision(b, *low)), *low);
+  }
   if (a.dim() != 3 || b.dim() != 3)
     throw std::invalid_argument("bmm: expects [B, M, K] and [B, K, N], got " + shapes_str(a, b));
   if (a.size(0) != b.size(0) || a.size(2) != b.size(1))
@@ -185,6 +196,11 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const Device device = op_device("linear", {{"x", x}, {"weight", weight}, {"bias", bias}});
+  if (const std::optional<DType> low = autocast_precision_for(x)) {
+    AutocastGuard f32(DType::f32);
+    const Tensor b = bias.defined() ? round_to_precision(bias, *low) : Tensor();
+    return round_to_precision(linear(round_to_precision(x, *low), round_to_precision(weight, *low), b), *low);
+  }
   if (weight.dim() != 2)
     throw std::invalid_argument("linear: weight must be [out, in], got " + shape_str(weight.shape()));
   const int64_t in = weight.size(1), out = weight.size(0);

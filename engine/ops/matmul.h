@@ -4,7 +4,8 @@
 // Transposed inputs and sub-matrices with a row stride (a.transpose(-1, -2), w.t(), narrow of columns)
 // go to the GEMM as they are, with a transpose flag and a leading dimension: no copy. Only a matrix
 // whose elements are strided in both directions (or broadcast inside the matrix) is copied first.
-// All arguments share one dtype (f32 or f64) and device. Outputs are new row-major tensors.
+// All arguments share one dtype (f32 or f64) and device. Outputs are new row-major tensors. Inside an
+// AutocastGuard (engine/autocast.h) f32 operands and results are rounded to bf16/f16.
 #pragma once
 #include "engine/tensor.h"
 

@@ -18,6 +18,7 @@
 #include "engine/cuda_ops.h"
 #include "engine/factory.h"
 #include "engine/kernels/optimizer_math.h"
+#include "engine/transfer.h"
 
 namespace icd {
 
@@ -96,7 +97,8 @@ void AdamW::load_state(const NamedTensors& state) {
     Tensor& param = parameters_[i];
     if (key == "exp_avg" || key == "exp_avg_sq") {
       check_state_tensor(name, value, param.shape());
-      (key == "exp_avg" ? exp_avg : exp_avg_sq)[i] = value.to(param.dtype()).contiguous().clone();
+      (key == "exp_avg" ? exp_avg : exp_avg_sq)[i] =
+          to_device(value, param.device()).to(param.dtype()).contiguous().clone();
       seen[i] |= key == "exp_avg" ? 1 : 2;
     } else if (key == "step") {
       if (!value.defined() || value.numel() != 1)

@@ -33,7 +33,8 @@ class Optimizer {
   const std::vector<Tensor>& parameters() const { return parameters_; }
 
   // Named copies of the optimizer's state (parameter i's entries end in ".i"); load_state takes the same
-  // list back and checks that every name, shape and dtype matches.
+  // list back, from any device (entries move to their parameter's, e.g. a checkpoint read on the host
+  // into a model on a GPU), and checks that every name and shape matches.
   virtual NamedTensors state() const = 0;
   virtual void load_state(const NamedTensors& state) = 0;
 

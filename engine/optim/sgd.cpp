@@ -16,6 +16,7 @@
 #include "engine/cuda_ops.h"
 #include "engine/factory.h"
 #include "engine/kernels/optimizer_math.h"
+#include "engine/transfer.h"
 
 namespace icd {
 
@@ -73,7 +74,7 @@ void Sgd::load_state(const NamedTensors& state) {
     const auto [key, i] = parse_state_name(name);
     if (key != "momentum_buffer") throw std::invalid_argument("SGD: unknown state entry '" + name + "'");
     check_state_tensor(name, value, parameters_[i].shape());
-    buffers[i] = value.to(parameters_[i].dtype()).contiguous().clone();
+    buffers[i] = to_device(value, parameters_[i].device()).to(parameters_[i].dtype()).contiguous().clone();
   }
   momentum_buffers_ = std::move(buffers);
 }
