@@ -151,7 +151,7 @@ std::optional<DetectionBatch> DetectionLoader::prepare_batch(const Epoch& epoch,
     }
   }
   if (samples.empty()) return std::nullopt;
-  DetectionBatch batch = collate(std::move(samples), config_.transform.size_divisibility);
+  DetectionBatch batch = collate(std::move(samples), config_.transform.size_divisibility, config_.pin_memory);
   batch.index = batch_index;
   return batch;
 }

@@ -42,6 +42,7 @@ struct LoaderConfig {
   bool drop_last = false;                 // drop the last batch when it would be smaller than batch_size
   bool only_images_with_targets = false;  // detectron2's FILTER_EMPTY_ANNOTATIONS, for training
   bool skip_unreadable_images = false;
+  bool pin_memory = false;  // batches in page-locked memory, for a model on a GPU (datasets/transforms.h)
   uint64_t seed = 0;
   TransformConfig transform;
   ImageReadOptions read;

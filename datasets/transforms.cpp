@@ -250,7 +250,7 @@ TransformedSample apply_transforms(const Image& image, DetectionTargets targets,
   return sample;
 }
 
-DetectionBatch collate(std::vector<TransformedSample> samples, int size_divisibility) {
+DetectionBatch collate(std::vector<TransformedSample> samples, int size_divisibility, bool pinned) {
   if (samples.empty()) throw std::invalid_argument("collate: no samples");
   if (size_divisibility < 1)
     throw std::invalid_argument("collate: size_divisibility must be >= 1, got " +
@@ -275,7 +275,7 @@ DetectionBatch collate(std::vector<TransformedSample> samples, int size_divisibi
   const int64_t n = static_cast<int64_t>(samples.size());
 
   DetectionBatch batch;
-  batch.images = empty({n, 3, pad_h, pad_w}, {DType::f32});
+  batch.images = empty({n, 3, pad_h, pad_w}, {DType::f32, Device::cpu(), pinned});
   float* out = batch.images.data<float>();
   std::memset(out, 0, sizeof(float) * static_cast<size_t>(batch.images.numel()));  // the padding
   for (int64_t i = 0; i < n; ++i) {

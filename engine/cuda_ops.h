@@ -114,6 +114,10 @@ void cross_entropy(const char* op, const Tensor& logits, const Tensor& target,
                    std::optional<int64_t> ignore_index, double scale, Tensor& per_row, Tensor& row_losses,
                    Tensor& d_logits);
 
+// topk (engine/ops/topk.h) of a contiguous 1-D x: values (x's dtype) and indices (i64), both [k],
+// contiguous, k <= x's length.
+void topk(const char* op, const Tensor& x, int64_t k, Tensor& values, Tensor& indices);
+
 // Indexing (engine/kernels/index_math.h), contiguous tensors, indices i64 on the device and in range.
 // index_select: x [outer, D, inner] -> out [outer, K, inner]; its backward from g [outer, K, inner] with
 // the positions grouped by index value (kernels::group_by_target over D targets).

@@ -17,6 +17,13 @@ void device_release(Device device, void* p) noexcept;
 // Copies `bytes` from src on src_device to dst on dst_device, any pair of devices; returns when dst can
 // be read (a copy to the host) or when later work on the device will see it (device to device).
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
+// Page-locked ("pinned") host memory, which the GPU reads by DMA: copies from it to a device run at full
+// bus speed, where ordinary memory is first staged through a driver buffer. Blocks come from a caching
+// allocator (pinning is slow). Returns nullptr when no GPU can be used (a build without CUDA, no driver,
+// no device): the caller then uses ordinary memory, which works the same, only slower to upload.
+void* pinned_host_allocate(std::size_t bytes);
+// Gives back a block pinned_host_allocate returned.
+void pinned_host_release(void* p) noexcept;
 // Returns when all work queued on `device` so far has finished (nothing to wait for on the CPU). Only
 // timing needs it: copies to the host already wait for the work before them.
 void synchronize(Device device);

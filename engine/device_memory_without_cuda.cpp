@@ -21,6 +21,12 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (bytes > 0) std::memcpy(dst, src, bytes);
 }
 
+void* pinned_host_allocate(std::size_t) {
+  return nullptr;  // no GPU to pin for: the caller uses ordinary memory
+}
+
+void pinned_host_release(void*) noexcept {}
+
 void synchronize(Device device) {
   if (!device.is_cpu())
     throw std::runtime_error("synchronize " + device.str() + ": not available: " + cuda_status().reason);

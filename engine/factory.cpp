@@ -35,7 +35,8 @@ Tensor filled(const Shape& shape, TensorOptions options, const char* op, Fill fi
 Tensor empty(const Shape& shape, TensorOptions options) {
   check_shape(shape, "empty");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(options.dtype), options.device);
+  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(options.dtype), options.device,
+                                            options.pinned);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = options.dtype;

@@ -21,9 +21,14 @@ void note_allocation(std::size_t nbytes) {
 }
 }  // namespace
 
-Storage::Storage(std::size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+Storage::Storage(std::size_t nbytes, Device device, bool pinned) : nbytes_(nbytes), device_(device) {
   if (!device.is_cpu()) {
     data_ = device_allocate(device, nbytes);  // the backend's caching allocator; throws saying why not
+    return;
+  }
+  if (pinned && (data_ = pinned_host_allocate(nbytes))) {  // 256-byte aligned by cudaHostAlloc
+    pinned_ = true;
+    note_allocation(nbytes);
     return;
   }
   // aligned_alloc needs a size that is a multiple of the alignment; never ask for zero bytes.
@@ -36,7 +41,10 @@ Storage::Storage(std::size_t nbytes, Device device) : nbytes_(nbytes), device_(d
 
 Storage::~Storage() {
   if (device_.is_cpu()) {
-    std::free(data_);
+    if (pinned_)
+      pinned_host_release(data_);
+    else
+      std::free(data_);
     g_cpu_in_use.fetch_sub(nbytes_);
   } else {
     device_release(device_, data_);

@@ -10,8 +10,10 @@ namespace icd {
 
 class Storage {
  public:
-  // Allocates `nbytes` on `device`, aligned to 64 bytes. Contents are uninitialised.
-  Storage(std::size_t nbytes, Device device);
+  // Allocates `nbytes` on `device`, aligned to 64 bytes. Contents are uninitialised. `pinned` asks for
+  // page-locked host memory (engine/device_memory.h) for a CPU storage that will be uploaded to a GPU;
+  // where none can be had (no GPU) the storage is ordinary memory and pinned() says false.
+  Storage(std::size_t nbytes, Device device, bool pinned = false);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -19,11 +21,13 @@ class Storage {
   void* data() const { return data_; }
   std::size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
+  bool pinned() const { return pinned_; }
 
  private:
   void* data_ = nullptr;
   std::size_t nbytes_ = 0;
   Device device_;
+  bool pinned_ = false;
 };
 
 // Bytes currently held by CPU storages, and the most ever held at once (for memory reports).

@@ -29,6 +29,7 @@ class Tensor;
 struct TensorOptions {
   DType dtype = DType::f32;
   Device device = Device::cpu();
+  bool pinned = false;  // CPU only: page-locked memory, for batches uploaded to a GPU (engine/storage.h)
 };
 
 struct TensorImpl {
@@ -61,7 +62,8 @@ class Tensor {
   int64_t offset() const { return impl_->offset; }
   DType dtype() const { return impl_->dtype; }
   Device device() const { return impl_->storage->device(); }
-  TensorOptions options() const { return {dtype(), device()}; }
+  bool is_pinned() const { return impl_->storage->pinned(); }    // page-locked host memory
+  TensorOptions options() const { return {dtype(), device()}; }  // never pinned: new tensors are ordinary
   bool is_contiguous() const;
   // True when both handles view the same storage (views of one another, or the same tensor).
   bool shares_storage_with(const Tensor& other) const;

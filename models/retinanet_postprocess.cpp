@@ -1,6 +1,7 @@
 // Postprocessing as plain loops over each image's rows of logits: per level a threshold pass collects
 // (score, index) candidates, a partial sort picks the top k (O(n log k)), and the survivors' anchors
-// and deltas are gathered for one decode call; then batched NMS and the final rescale/clip/filter.
+// and deltas are gathered for one decode call; then batched NMS and the final rescale/clip/filter. On a
+// GPU the scores and their top k are computed there (engine/ops/topk.h) and only the candidates move.
 #include "models/retinanet_postprocess.h"
 
 #include <algorithm>
@@ -13,6 +14,8 @@
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/factory.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/topk.h"
 #include "engine/transfer.h"
 #include "models/nms.h"
 
@@ -63,14 +66,17 @@ void clip_box(T* box, int64_t height, int64_t width) {
   box[3] = std::min(std::max(box[3], T(0)), h);
 }
 
-// One image: logits [R, K], deltas [R, 4], anchors [R, 4], all contiguous rows of T.
+// Per level, the candidates of one image: (score, index into the level's anchors x classes), the top
+// topk_candidates of those scoring above the threshold, best first (ties: lower index first).
 template <class T>
-Detections postprocess_image(const T* logits, const T* deltas, const T* anchors, int64_t num_classes,
-                             const std::vector<int64_t>& num_per_level, const ImageSizes& size,
-                             const RetinaNetPostprocessConfig& config, const BoxCoder& coder) {
-  const TensorOptions options{dtype_of<T>()};
-  std::vector<T> scores, candidate_deltas, candidate_anchors;
-  std::vector<int64_t> labels;
+using LevelCandidates = std::vector<std::vector<std::pair<T, int64_t>>>;
+
+// On the host, from logits [R, K] (contiguous rows of T): a threshold pass, then a partial sort.
+template <class T>
+LevelCandidates<T> host_candidates(const T* logits, int64_t num_classes,
+                                   const std::vector<int64_t>& num_per_level,
+                                   const RetinaNetPostprocessConfig& config) {
+  LevelCandidates<T> out;
   const T threshold = static_cast<T>(config.score_threshold);
   // sigmoid is increasing, so a logit clearly below logit(threshold) cannot pass: skip its exp(). Most
   // logits are confident background, so this skips most of the work. The margin covers rounding.
@@ -92,14 +98,55 @@ Detections postprocess_image(const T* logits, const T* deltas, const T* anchors,
     const std::size_t k = std::min<std::size_t>(candidates.size(), config.topk_candidates);
     std::partial_sort(candidates.begin(), candidates.begin() + k, candidates.end(), better);
     candidates.resize(k);
-    for (const auto& [score, j] : candidates) {
+    out.push_back(std::move(candidates));
+    level_start += level_anchors;
+  }
+  return out;
+}
+
+// On the logits' GPU, from logits [R, K] of one image: the scores and their top k (engine/ops/topk.h) per
+// level stay on the device; only k (score, index) pairs per level come to the host, where those above
+// the threshold are kept. The top k of all scores, thresholded, are the top k of the thresholded scores.
+template <class T>
+LevelCandidates<T> device_candidates(const Tensor& logits, const std::vector<int64_t>& num_per_level,
+                                     const RetinaNetPostprocessConfig& config) {
+  LevelCandidates<T> out;
+  const T threshold = static_cast<T>(config.score_threshold);
+  int64_t level_start = 0;
+  for (int64_t level_anchors : num_per_level) {
+    const Tensor level_logits = logits.narrow(0, level_start, level_anchors);
+    const Tensor scores = sigmoid(level_logits.reshape({level_anchors * logits.size(1)}));
+    const ValuesIndices top = topk(scores, config.topk_candidates);
+    const std::vector<T> values = to_device(top.values, Device::cpu()).template to_vector<T>();
+    const std::vector<int64_t> indices = to_device(top.indices, Device::cpu()).template to_vector<int64_t>();
+    std::vector<std::pair<T, int64_t>> candidates;
+    for (std::size_t r = 0; r < values.size(); ++r)
+      if (values[r] > threshold) candidates.emplace_back(values[r], indices[r]);  // NaN ranks first, fails
+    out.push_back(std::move(candidates));
+    level_start += level_anchors;
+  }
+  return out;
+}
+
+// One image from its candidates: deltas [R, 4] and anchors [R, 4], contiguous rows of T on the host.
+template <class T>
+Detections postprocess_image(const LevelCandidates<T>& levels, const T* deltas, const T* anchors,
+                             int64_t num_classes, const std::vector<int64_t>& num_per_level,
+                             const ImageSizes& size, const RetinaNetPostprocessConfig& config,
+                             const BoxCoder& coder) {
+  const TensorOptions options{dtype_of<T>()};
+  std::vector<T> scores, candidate_deltas, candidate_anchors;
+  std::vector<int64_t> labels;
+  int64_t level_start = 0;  // first anchor of the level
+  for (std::size_t level = 0; level < levels.size(); ++level) {
+    for (const auto& [score, j] : levels[level]) {
       const int64_t anchor = level_start + j / num_classes;
       scores.push_back(score);
       labels.push_back(j % num_classes);
       candidate_deltas.insert(candidate_deltas.end(), deltas + 4 * anchor, deltas + 4 * anchor + 4);
       candidate_anchors.insert(candidate_anchors.end(), anchors + 4 * anchor, anchors + 4 * anchor + 4);
     }
-    level_start += level_anchors;
+    level_start += num_per_level[level];
   }
 
   const int64_t m = static_cast<int64_t>(scores.size());
@@ -153,18 +200,25 @@ std::vector<Detections> postprocess_detections(const Tensor& cls_logits, const T
   NoGradGuard no_grad;
   const BoxCoder coder(config.box_coder);
   const int64_t num_anchors = cls_logits.size(1), num_classes = cls_logits.size(2);
-  // Decoding, top-k and NMS are sequential host loops: predictions made on a GPU come to the CPU first.
+  // Decoding and NMS are sequential host loops over a few thousand candidates. The scores are the bulk
+  // (R x K per image): on a GPU they are ranked there and only the top candidates come to the host.
   const Device cpu = Device::cpu();
-  const Tensor logits = to_device(cls_logits.detach(), cpu).contiguous();
+  const bool on_gpu = cls_logits.device().is_cuda();
+  const Tensor logits = on_gpu ? cls_logits.detach() : cls_logits.detach().contiguous();
   const Tensor deltas = to_device(bbox_deltas.detach(), cpu).contiguous();
   const Tensor anchor_boxes = to_device(anchors.boxes.detach(), cpu).contiguous();
   std::vector<Detections> detections;
   dispatch_floating(logits.dtype(), "postprocess_detections", [&](auto tag) {
     using T = decltype(tag);
-    for (int64_t i = 0; i < cls_logits.size(0); ++i)
-      detections.push_back(postprocess_image<T>(
-          logits.data<T>() + i * num_anchors * num_classes, deltas.data<T>() + i * num_anchors * 4,
-          anchor_boxes.data<T>(), num_classes, anchors.num_per_level, images[i], config, coder));
+    for (int64_t i = 0; i < cls_logits.size(0); ++i) {
+      const LevelCandidates<T> candidates =
+          on_gpu ? device_candidates<T>(logits.select(0, i), anchors.num_per_level, config)
+                 : host_candidates<T>(logits.data<T>() + i * num_anchors * num_classes, num_classes,
+                                      anchors.num_per_level, config);
+      detections.push_back(postprocess_image<T>(candidates, deltas.data<T>() + i * num_anchors * 4,
+                                                anchor_boxes.data<T>(), num_classes, anchors.num_per_level,
+                                                images[i], config, coder));
+    }
   });
   return detections;
 }

@@ -1,10 +1,13 @@
 // Part of test_cuda_parity (its main skips the whole binary without a GPU): cat, stack and pad on CUDA
 // tensors, which the CUDA backend builds from its strided copy and fill kernels, against the CPU, forward
-// and backward. Copies are exact, so are the results.
+// and backward. Copies are exact, so are the results. Also topk (CUB's radix sort against the CPU's
+// partial sort), whose results are exact too.
 #include <doctest/doctest.h>
 
 #if defined(ICD_WITH_CUDA)
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -14,6 +17,7 @@
 #include "engine/ops/elementwise.h"
 #include "engine/ops/reduce.h"
 #include "engine/ops/shape.h"
+#include "engine/ops/topk.h"
 #include "engine/random.h"
 #include "engine/transfer.h"
 
@@ -71,4 +75,28 @@ TEST_CASE("cat, stack and pad on the GPU give the CPU's values and gradients") {
   }
 }
 
+TEST_CASE("topk on the GPU: the CPU's values and indices, ties, NaN and signed zeros included") {
+  Generator gen(12);
+  for (DType dtype : {DType::f32, DType::f64}) {
+    CAPTURE(dtype_name(dtype));
+    std::vector<double> v(70000);
+    for (double& value : v)
+      value = std::floor(gen.uniform() * 300) - 150;  // many ties
+    v[5] = std::numeric_limits<double>::quiet_NaN();
+    v[9] = -std::numeric_limits<double>::quiet_NaN();
+    v[11] = -0.0;
+    v[12] = 0.0;
+    const Tensor x = from_vector(v, {70000}, {dtype});
+    for (int64_t k : {0, 1, 1000, 70000, 80000}) {
+      CAPTURE(k);
+      const ValuesIndices cpu = topk(x, k), gpu = topk(to_device(x, kGpu), k);
+      CHECK(gpu.indices.device() == kGpu);
+      CHECK(host_values(gpu.indices) == host_values(cpu.indices));
+      const std::vector<double> a = host_values(cpu.values), b = host_values(gpu.values);
+      REQUIRE(a.size() == b.size());
+      for (std::size_t i = 0; i < a.size(); ++i)
+        CHECK((a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i]))));
+    }
+  }
+}
 #endif  // ICD_WITH_CUDA

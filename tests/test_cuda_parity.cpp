@@ -173,6 +173,17 @@ TEST_CASE("tensors: CPU -> CUDA -> CPU round trips keep every value (engine/tran
         indices.to_vector<int64_t>());
 }
 
+TEST_CASE("pinned host tensors are page-locked on a GPU machine and upload like any other") {
+  Generator gen(3);
+  Tensor pinned = empty({64, 33}, {DType::f32, Device::cpu(), true});
+  CHECK(pinned.is_pinned());
+  copy_(pinned, randn({64, 33}, gen));
+  const Tensor on_gpu = to_device(pinned, Device::cuda(kDevice));
+  CHECK(to_device(on_gpu, Device::cpu()).to_vector<float>() == pinned.to_vector<float>());
+  for (int i = 0; i < 3; ++i)  // released blocks come back from the cache
+    CHECK(empty({64, 33}, {DType::f32, Device::cpu(), true}).is_pinned());
+}
+
 TEST_CASE("bad arguments throw before anything reaches the device") {
   DeviceBuffer x(64);
   CHECK_THROWS_AS(

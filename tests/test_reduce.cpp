@@ -1,12 +1,14 @@
 // Reductions: sum, mean, sum_to; max/min/amax/amin/argmax/argmin; logsumexp, softmax, log_softmax.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/reduce.h"
+#include "engine/ops/topk.h"
 #include "fixture.h"
 #include "gradcheck.h"
 
@@ -253,4 +255,37 @@ TEST_CASE("parity with torch (tests/fixtures/reduce.json), f64 and f32") {
       CHECK(max_relative_error(x.grad(), dx, scale) < tolerance);
     }
   }
+}
+
+TEST_CASE("topk: largest first, ties in index order, NaN above everything, -0 tying +0, k clamped") {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  const Tensor x = f64({0.5, 2.0, -1.0, 2.0, inf, -0.0, 0.0, 0.5, -inf}, {9});
+  ValuesIndices top = topk(x, 6);
+  CHECK(top.indices.to_vector<int64_t>() == std::vector<int64_t>{4, 1, 3, 0, 7, 5});
+  CHECK(top.values.to_vector<double>() == std::vector<double>{inf, 2.0, 2.0, 0.5, 0.5, -0.0});
+  CHECK(std::signbit(top.values.to_vector<double>()[5]));  // the original value, not its key
+  CHECK(topk(x, 100).indices.to_vector<int64_t>() == std::vector<int64_t>{4, 1, 3, 0, 7, 5, 6, 2, 8});
+  CHECK(topk(x, 0).values.numel() == 0);
+
+  // NaN (of either sign) ranks first, in index order among themselves.
+  const Tensor with_nan = f64({1.0, -nan, 3.0, nan}, {4});
+  CHECK(topk(with_nan, 3).indices.to_vector<int64_t>() == std::vector<int64_t>{1, 3, 2});
+
+  // f32, and agreement with a full sort on random data with many ties.
+  Generator gen(7);
+  std::vector<float> v(500);
+  for (float& value : v)
+    value = static_cast<float>(std::floor(gen.uniform() * 20));  // 0..19: ties everywhere
+  const Tensor r = from_vector(v, {500});
+  const ValuesIndices t = topk(r, 50);
+  std::vector<int64_t> order(500);
+  for (int64_t i = 0; i < 500; ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return v[a] > v[b]; });
+  order.resize(50);
+  CHECK(t.indices.to_vector<int64_t>() == order);
+  CHECK(t.values.dtype() == DType::f32);
+
+  CHECK_THROWS_WITH_AS(topk(f64({1, 2, 3, 4}, {2, 2}), 1), doctest::Contains("1-D"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(topk(x, -1), doctest::Contains("k must be"), std::invalid_argument);
 }

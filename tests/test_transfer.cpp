@@ -16,6 +16,7 @@
 #include "engine/ops/conv.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/matmul.h"
+#include "engine/storage.h"
 #include "engine/transfer.h"
 
 using namespace icd;
@@ -50,6 +51,22 @@ TEST_CASE("choose_device: auto takes the GPU only when one can be used; a named 
                          std::runtime_error);
     CHECK_THROWS_WITH_AS(choose_device("cuda:1"), doctest::Contains("device cuda:1"), std::runtime_error);
   }
+}
+
+TEST_CASE("pinned host tensors: page-locked where a GPU can use them, ordinary memory otherwise") {
+  const std::size_t before = cpu_bytes_in_use();
+  {
+    Tensor t = empty({3, 4}, {DType::f32, Device::cpu(), true});
+    CHECK(t.device().is_cpu());
+    CHECK(t.is_pinned() == cuda_status().available);
+    CHECK(cpu_bytes_in_use() == before + 48);
+    fill_(t, 2.5);
+    CHECK(t.to_vector<float>() == std::vector<float>(12, 2.5f));
+    CHECK_FALSE(t.clone().is_pinned());  // derived tensors are ordinary memory
+    CHECK(to_device(t, Device::cpu()).shares_storage_with(t));
+  }
+  CHECK(cpu_bytes_in_use() == before);
+  CHECK_FALSE(zeros({2}).is_pinned());
 }
 
 TEST_CASE("to_device on the CPU: the same tensor when already there") {
@@ -146,11 +163,11 @@ TEST_CASE("without a usable GPU, the cuBLAS and cuDNN entry points refuse before
   Tensor c_long = zeros({2, 4}, {DType::i64});
   CHECK_THROWS_WITH_AS(cuda_ops::gemm("matmul", false, false, 2, 4, 3, a.to(DType::i64), 3, {0},
                                       b.to(DType::i64), 4, {0}, 0.0, c_long),
-                       doctest::Contains("takes f32 or f64, got i64"), std::invalid_argument);
+                       doctest::Contains("takes f32, f64, f16 or bf16, got i64"), std::invalid_argument);
   Tensor y_long = zeros({1, 3, 3, 3}, {DType::i64});
   CHECK_THROWS_WITH_AS(
       cuda_ops::conv2d_forward("conv2d", x.to(DType::i64), w.to(DType::i64), Tensor(), {}, y_long),
-      doctest::Contains("conv2d (cuDNN): takes f32 or f64, got i64"), std::invalid_argument);
+      doctest::Contains("conv2d (cuDNN): takes f32, f64, f16 or bf16, got i64"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(cuda_ops::gemm("matmul", false, false, 2, 4, 3, a, 3, {0}, b, 4, {0}, 0.0, dw),
                        doctest::Contains("does not hold 1 products of 2 x 4"), std::invalid_argument);
 #endif

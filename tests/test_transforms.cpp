@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "datasets/transforms.h"
+#include "engine/cuda_status.h"
 #include "engine/factory.h"
 #include "engine/ops/resize.h"
 
@@ -278,6 +279,11 @@ TEST_CASE("collate pads bottom and right with zeros to a multiple of the divisib
   CHECK(padding_ok);
 
   CHECK(collate(samples, 1).images.shape() == Shape{2, 3, 33, 20});
+  // In page-locked memory when asked (and a GPU can use it): the same batch either way.
+  const DetectionBatch pinned = collate(samples, 32, true);
+  CHECK(pinned.images.is_pinned() == cuda_status().available);
+  CHECK_FALSE(batch.images.is_pinned());
+  CHECK(pinned.images.to_vector<float>() == batch.images.to_vector<float>());
   CHECK_THROWS_AS(collate({}, 32), std::invalid_argument);
   CHECK_THROWS_AS(collate(samples, 0), std::invalid_argument);
   samples[1].info.size.width = 6;

@@ -113,6 +113,7 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
                              .drop_last = true,
                              .only_images_with_targets = true,
                              .skip_unreadable_images = options.skip_unreadable_images,
+                             .pin_memory = options.device.is_cuda(),
                              .seed = options.seed,
                              .transform = options.transform};
   DetectionLoader loader(train_set, loader_config);
@@ -290,6 +291,7 @@ CocoEvalResult evaluate_detector(RetinaNet& model, const CocoDataset& dataset, c
   LoaderConfig loader_config{.batch_size = options.batch_size,
                              .num_workers = options.num_workers,
                              .shuffle = false,
+                             .pin_memory = model.device().is_cuda(),
                              .transform = options.transform};
   DetectionLoader loader(dataset, loader_config);
   model.eval();

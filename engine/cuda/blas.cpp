@@ -81,8 +81,8 @@ void run_gemm(const char* op, int device, DType dtype, bool trans_a, bool trans_
               int64_t K, double alpha, const void* A, int64_t lda, int64_t stride_a, const void* B,
               int64_t ldb, int64_t stride_b, double beta, void* C, int64_t ldc, int64_t stride_c,
               int64_t count) {
-  if (dtype != DType::f32 && dtype != DType::f64)
-    throw std::invalid_argument(std::string(op) + " (cuBLAS GEMM): takes f32 or f64, got " +
+  if (dtype != DType::f32 && dtype != DType::f64 && dtype != DType::f16 && dtype != DType::bf16)
+    throw std::invalid_argument(std::string(op) + " (cuBLAS GEMM): takes f32, f64, f16 or bf16, got " +
                                 dtype_name(dtype));
   const kernels::ColumnMajorGemm g = kernels::column_major_gemm(trans_a, trans_b, M, N, K, lda, ldb, ldc, op);
   if (count < 0)
@@ -120,6 +120,15 @@ void run_gemm(const char* op, int device, DType dtype, bool trans_a, bool trans_
       ICD_CUBLAS_CHECK(cublas().sgemm_strided_batched(
           handle, op_first, op_second, i(g.m), i(g.n), i(g.k), &alpha32, first, i(g.ld_first), stride_b,
           second, i(g.ld_second), stride_a, &beta32, out, i(g.ldc), stride_c, i(count)));
+  } else if (dtype == DType::f16 || dtype == DType::bf16) {
+    // Mixed precision (engine/autocast.h): 16-bit operands and output, f32 accumulation (tensor cores
+    // allowed: with 16-bit inputs they lose nothing), each output rounded once from its f32 sum.
+    const float alpha32 = static_cast<float>(alpha), beta32 = static_cast<float>(beta);
+    const cudaDataType type = dtype == DType::f16 ? CUDA_R_16F : CUDA_R_16BF;
+    ICD_CUBLAS_CHECK(cublas().gemm_strided_batched_ex(
+        handle, op_first, op_second, i(g.m), i(g.n), i(g.k), &alpha32, B, type, i(g.ld_first), stride_b, A,
+        type, i(g.ld_second), stride_a, &beta32, C, type, i(g.ldc), stride_c, i(count), CUBLAS_COMPUTE_32F,
+        CUBLAS_GEMM_DEFAULT));
   } else {
     const double* first = static_cast<const double*>(B);
     const double* second = static_cast<const double*>(A);

@@ -10,7 +10,8 @@
 // multiplies and FP32 accumulation. TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH) and the BF16x9
 // emulation (CUBLAS_FP32_EMULATED_BF16X9_MATH) would round the inputs to fewer mantissa bits and break
 // parity with the CPU backend (tests/test_cuda_parity.cpp), so they are never requested. f64 products go
-// to cublasDgemm.
+// to cublasDgemm. f16 and bf16 (mixed precision, engine/autocast.h) go to cublasGemmStridedBatchedEx with
+// 16-bit operands and output and CUBLAS_COMPUTE_32F: f32 accumulation, on tensor cores.
 //
 // Work is queued on the device's stream (engine/cuda/device_memory.h); the calls return at once. Errors:
 // std::invalid_argument (naming `op`) for a dtype other than f32/f64 or inconsistent sizes, and

@@ -31,6 +31,7 @@ CublasLibrary open_cublas() {
   resolve(library, "cublasDgemm_v2", api.dgemm);
   resolve(library, "cublasSgemmStridedBatched", api.sgemm_strided_batched);
   resolve(library, "cublasDgemmStridedBatched", api.dgemm_strided_batched);
+  resolve(library, "cublasGemmStridedBatchedEx", api.gemm_strided_batched_ex);
   resolve(library, "cublasGetStatusName", api.status_name);
   resolve(library, "cublasGetStatusString", api.status_string);
   return api;

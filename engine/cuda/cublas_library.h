@@ -10,6 +10,15 @@
 
 namespace icd::cuda {
 
+// cublas_api.h overloads cublasGemmStridedBatchedEx (an inline wrapper taking the legacy cudaDataType
+// compute type), so its entry names the exported one by type; the static_cast in decltype (unevaluated: no
+// link-time reference) has the compiler check that cuBLAS declares exactly this function.
+using GemmStridedBatchedExFn = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int,
+                                                  int, int, const void*, const void*, cudaDataType, int,
+                                                  long long int, const void*, cudaDataType, int,
+                                                  long long int, const void*, void*, cudaDataType, int,
+                                                  long long int, int, cublasComputeType_t, cublasGemmAlgo_t);
+
 struct CublasLibrary {
   decltype(&cublasCreate_v2) create;
   decltype(&cublasDestroy_v2) destroy;
@@ -19,6 +28,7 @@ struct CublasLibrary {
   decltype(&cublasDgemm_v2) dgemm;
   decltype(&cublasSgemmStridedBatched) sgemm_strided_batched;
   decltype(&cublasDgemmStridedBatched) dgemm_strided_batched;
+  decltype(static_cast<GemmStridedBatchedExFn>(&cublasGemmStridedBatchedEx)) gemm_strided_batched_ex;
   decltype(&cublasGetStatusName) status_name;
   decltype(&cublasGetStatusString) status_string;
 };

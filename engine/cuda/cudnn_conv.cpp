@@ -105,25 +105,45 @@ class ConvolutionDescriptor {
   cudnnConvolutionDescriptor_t desc_ = nullptr;
 };
 
+bool is_16_bit(DType dtype) {
+  return dtype == DType::f16 || dtype == DType::bf16;
+}
+
 cudnnDataType_t data_type(DType dtype) {
-  return dtype == DType::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+  switch (dtype) {
+    case DType::f64:
+      return CUDNN_DATA_DOUBLE;
+    case DType::f16:
+      return CUDNN_DATA_HALF;
+    case DType::bf16:
+      return CUDNN_DATA_BFLOAT16;
+    default:
+      return CUDNN_DATA_FLOAT;
+  }
+}
+
+// What the convolution accumulates in: the data's type, except f32 for 16-bit data (mixed precision,
+// engine/autocast.h: cuDNN's "pseudo half" configuration, 16-bit in and out, f32 sums).
+cudnnDataType_t compute_type(DType dtype) {
+  return is_16_bit(dtype) ? CUDNN_DATA_FLOAT : data_type(dtype);
 }
 
 // The math type the heuristics are asked for: FMA for f32 rules out TF32 tensor cores; f64 has no
-// reduced-precision mode to avoid.
+// reduced-precision mode to avoid; 16-bit data may use tensor cores, which lose nothing on 16-bit inputs.
 cudnnMathType_t precise_math(DType dtype) {
-  return dtype == DType::f32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  if (dtype == DType::f32) return CUDNN_FMA_MATH;
+  return is_16_bit(dtype) ? CUDNN_TENSOR_OP_MATH : CUDNN_DEFAULT_MATH;
 }
 
-// cuDNN's alpha and beta: float for float data, double for double data.
+// cuDNN's alpha and beta: double for double data, float for everything else (16-bit data included).
 constexpr float kOneSingle = 1.0f, kZeroSingle = 0.0f;
 constexpr double kOneDouble = 1.0, kZeroDouble = 0.0;
 const void* one(DType dtype) {
-  return dtype == DType::f32 ? static_cast<const void*>(&kOneSingle) : static_cast<const void*>(&kOneDouble);
+  return dtype == DType::f64 ? static_cast<const void*>(&kOneDouble) : static_cast<const void*>(&kOneSingle);
 }
 const void* zero(DType dtype) {
-  return dtype == DType::f32 ? static_cast<const void*>(&kZeroSingle)
-                             : static_cast<const void*>(&kZeroDouble);
+  return dtype == DType::f64 ? static_cast<const void*>(&kZeroDouble)
+                             : static_cast<const void*>(&kZeroSingle);
 }
 
 std::string describe(const ConvProblem& p) {
@@ -141,8 +161,9 @@ std::string describe(const ConvProblem& p) {
 // The checks before anything reaches cuDNN: its legacy API takes int sizes and tensors of fewer than
 // 2^31 elements.
 void check_problem(const char* op, const ConvProblem& p) {
-  if (p.dtype != DType::f32 && p.dtype != DType::f64)
-    throw std::invalid_argument(std::string(op) + " (cuDNN): takes f32 or f64, got " + dtype_name(p.dtype));
+  if (p.dtype != DType::f32 && p.dtype != DType::f64 && !is_16_bit(p.dtype))
+    throw std::invalid_argument(std::string(op) + " (cuDNN): takes f32, f64, f16 or bf16, got " +
+                                dtype_name(p.dtype));
   const int64_t weight_numel = p.out_channels * (p.in_channels / p.options.groups) * p.kernel_h * p.kernel_w;
   for (int64_t numel : {p.batch * p.in_channels * p.height * p.width, weight_numel,
                         p.batch * p.out_channels * p.out_h * p.out_w})
@@ -174,7 +195,7 @@ struct ConvDescriptors {
                                                i(p.out_channels), i(p.out_h), i(p.out_w)));
     ICD_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv.get(), i(o.padding_h), i(o.padding_w), i(o.stride_h),
                                                     i(o.stride_w), i(o.dilation_h), i(o.dilation_w),
-                                                    CUDNN_CROSS_CORRELATION, type));
+                                                    CUDNN_CROSS_CORRELATION, compute_type(p.dtype)));
     ICD_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv.get(), i(o.groups)));
     ICD_CUDNN_CHECK(cudnnSetConvolutionMathType(conv.get(), precise_math(p.dtype)));
     // cuDNN's own output size must be ours (conv2d_output_size), or the descriptors disagree with the

@@ -5,6 +5,7 @@
 //
 // Layout: NCHW tensors and OIHW filters, densely packed (contiguous), f32 or f64, with the options of
 // torch.nn.functional.conv2d (stride, zero padding, dilation, groups), cross-correlation as in torch.
+// f16 and bf16 (mixed precision, engine/autocast.h) run with f32 accumulation and may use tensor cores.
 //
 // Algorithms: for each problem (pass, device, dtype, shapes and options) cuDNN's heuristics
 // (cudnnGet*Algorithm_v7, what PyTorch does unless benchmark mode is on) rank the algorithms; the first

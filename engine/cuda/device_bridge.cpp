@@ -58,6 +58,20 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   }
 }
 
+void* pinned_host_allocate(std::size_t bytes) {
+  if (!cuda_status().available) return nullptr;
+  return cuda::pinned_host_allocator().allocate(bytes);
+}
+
+void pinned_host_release(void* p) noexcept {
+  if (!p) return;
+  try {
+    cuda::pinned_host_allocator().release(p);
+  } catch (...) {
+    // Only reachable for a pointer this allocator never handed out: nothing sensible to do in a destructor.
+  }
+}
+
 void synchronize(Device device) {
   if (device.is_cpu()) return;
   require_cuda(device, "synchronize");

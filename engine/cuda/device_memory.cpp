@@ -54,6 +54,30 @@ void CudaRawAllocator::release(void* p) {
   ICD_CUDA_CHECK(cudaFree(p));  // waits for the device, so no queued kernel still uses p
 }
 
+namespace {
+
+// Page-locked host memory. cudaHostAllocPortable: usable by every device's copies, not only the current one.
+class PinnedHostRawAllocator : public RawAllocator {
+ public:
+  void* allocate(std::size_t bytes) override {
+    void* p = nullptr;
+    cudaError_t error = cudaHostAlloc(&p, bytes, cudaHostAllocPortable);
+    if (error != cudaSuccess) {
+      cudaGetLastError();  // not sticky: clear it before the allocator retries
+      throw_cuda_error(error, "cudaHostAlloc(&p, bytes, cudaHostAllocPortable)", __FILE__, __LINE__);
+    }
+    return p;
+  }
+  void release(void* p) override { ICD_CUDA_CHECK(cudaFreeHost(p)); }
+};
+
+}  // namespace
+
+CachingAllocator& pinned_host_allocator() {
+  static CachingAllocator* allocator = new CachingAllocator(std::make_unique<PinnedHostRawAllocator>());
+  return *allocator;  // never deleted: see device_memory.h
+}
+
 CachingAllocator& cuda_caching_allocator(int device) {
   return *device_state("cuda_caching_allocator", device).allocator;
 }

@@ -26,6 +26,9 @@ class CudaRawAllocator : public RawAllocator {
 // ends: freeing them from static destructors would race CUDA's own teardown, and the driver reclaims
 // a process's memory and streams anyway. Throw when CUDA is unavailable or `device` does not exist.
 CachingAllocator& cuda_caching_allocator(int device);
+// Page-locked host memory (cudaHostAlloc / cudaFreeHost) behind a caching allocator, one per process,
+// living until the process ends like the device allocators.
+CachingAllocator& pinned_host_allocator();
 cudaStream_t cuda_stream(int device);
 
 // Copies of `bytes` bytes queued on the device's stream. host_to_device and device_to_host return when

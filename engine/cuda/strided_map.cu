@@ -11,6 +11,7 @@
 #include "engine/cuda/grid.h"
 #include "engine/cuda/runtime.h"
 #include "engine/cuda/strided_kernels.h"
+#include "engine/kernels/half_math.h"
 #include "engine/kernels/launch.h"
 
 namespace icd::cuda {
@@ -95,12 +96,24 @@ void cuda_copy(const char* op, DType dst_dtype, DType src_dtype, const kernels::
     });
     return;
   }
+  // 16-bit storage converts to and from f32 only (mixed precision, engine/autocast.h), rounding to
+  // nearest even as the CPU's round_to_precision does.
+  auto* out16 = static_cast<uint16_t*>(dst);
+  const auto* in16 = static_cast<const uint16_t*>(src);
+  if (src_dtype == DType::f32 && dst_dtype == DType::f16)
+    return launch(op, device, kernels::F32ToF16Bits{}, layout, out16, static_cast<const float*>(src));
+  if (src_dtype == DType::f32 && dst_dtype == DType::bf16)
+    return launch(op, device, kernels::F32ToBf16Bits{}, layout, out16, static_cast<const float*>(src));
+  if (src_dtype == DType::f16 && dst_dtype == DType::f32)
+    return launch(op, device, kernels::F16BitsToF32{}, layout, static_cast<float*>(dst), in16);
+  if (src_dtype == DType::bf16 && dst_dtype == DType::f32)
+    return launch(op, device, kernels::Bf16BitsToF32{}, layout, static_cast<float*>(dst), in16);
   const bool convertible = dst_dtype != DType::f16 && dst_dtype != DType::bf16 && src_dtype != DType::f16 &&
                            src_dtype != DType::bf16;
   if (!convertible)
     throw std::invalid_argument(std::string(op) + " (CUDA): no conversion from " + dtype_name(src_dtype) +
                                 " to " + dtype_name(dst_dtype) +
-                                " (f32, f64 and i64 convert among themselves)");
+                                " (f32, f64 and i64 convert among themselves, f16 and bf16 with f32)");
   dispatch_all(dst_dtype, op, [&](auto dtag) {
     using D = decltype(dtag);
     dispatch_all(src_dtype, op, [&](auto stag) {

@@ -7,6 +7,7 @@
 
 #include "engine/cuda/optimizer_kernels.h"
 #include "engine/cuda/strided_kernels.h"
+#include "engine/cuda/topk_kernels.h"
 #include "engine/cuda_ops.h"
 
 namespace icd::cuda_ops {
@@ -69,6 +70,11 @@ void sum(const char* op, const Tensor& x, const std::vector<bool>& reduced, Tens
   kernels::SumLayout layout{kernels::make_strided_layout<1>(outer_shape, {outer_strides}, op),
                             kernels::make_strided_layout<1>(inner_shape, {inner_strides}, op)};
   cuda::cuda_sum(op, x.dtype(), layout, x.raw_data(), out.raw_data(), x.device().index);
+}
+
+void topk(const char* op, const Tensor& x, int64_t k, Tensor& values, Tensor& indices) {
+  cuda::cuda_topk(op, x.dtype(), x.raw_data(), x.numel(), k, values.raw_data(),
+                  static_cast<int64_t*>(indices.raw_data()), x.device().index);
 }
 
 void sgd_update(const char* op, const kernels::SgdUpdate<double>& update, Tensor& param, const Tensor& grad,

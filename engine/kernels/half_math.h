@@ -99,4 +99,19 @@ struct RoundBf16Op {
   }
 };
 
+// Conversions between f32 and 16-bit storage (the bits of an f16 / bf16 in a uint16_t), for copies
+// between tensors of those dtypes on the GPU.
+struct F32ToF16Bits {
+  ICD_HD uint16_t operator()(float x) const { return f32_to_f16_bits(x); }
+};
+struct F16BitsToF32 {
+  ICD_HD float operator()(uint16_t h) const { return f16_bits_to_f32(h); }
+};
+struct F32ToBf16Bits {
+  ICD_HD uint16_t operator()(float x) const { return f32_to_bf16_bits(x); }
+};
+struct Bf16BitsToF32 {
+  ICD_HD float operator()(uint16_t b) const { return bf16_bits_to_f32(b); }
+};
+
 }  // namespace icd::kernels

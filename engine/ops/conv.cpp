@@ -418,11 +418,46 @@ Tensor conv2d_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   return y;
 }
 
+// conv2d under autocast on CUDA tensors: the values of the rounded composition in conv2d below, with the
+// operands handed to cuDNN as 16-bit storage (`low`) so that it accumulates in f32 on tensor cores. The
+// conversions round to nearest even (engine/kernels/half_math.h), as round_to_precision does.
+Tensor conv2d_cuda_16bit(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                         const Conv2dOptions& options, const ConvShape& s, DType low) {
+  const Tensor x16 = x.detach().to(low), w16 = weight.detach().to(low);
+  const Tensor b16 = bias.defined() ? bias.detach().to(low) : Tensor();
+  Tensor y16 = empty({s.batch, s.out_channels, s.geometry.out_h, s.geometry.out_w}, {low, x.device()});
+  cuda_ops::conv2d_forward("conv2d", x16, w16, b16, options, y16);
+  Tensor y = y16.to(DType::f32);
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+  const bool need_b = bias.defined() && bias.requires_grad();
+  autograd::record(
+      y, "conv2d", {x, weight, bias},
+      [x16, w16, options, low, need_x, need_w, need_b](const Tensor& grad_output) -> std::vector<Tensor> {
+        const Tensor dy16 = grad_output.contiguous().to(low);
+        Tensor dx, dw, db;
+        if (need_x) {
+          Tensor dx16 = empty(x16.shape(), x16.options());
+          cuda_ops::conv2d_backward_data("conv2d backward", dy16, w16, options, dx16);
+          dx = dx16.to(DType::f32);
+        }
+        if (need_w) {
+          Tensor dw16 = empty(w16.shape(), w16.options());
+          cuda_ops::conv2d_backward_filter("conv2d backward", x16, dy16, options, dw16);
+          dw = dw16.to(DType::f32);
+        }
+        if (need_b) db = round_to_precision(sum(dy16.to(DType::f32), {0, 2, 3}), low);
+        return {dx, dw, db};
+      });
+  return y;
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
   const Device device = op_device("conv2d", {{"x", x}, {"weight", weight}, {"bias", bias}});
   if (const std::optional<DType> low = autocast_precision_for(x)) {  // engine/autocast.h
+    if (device.is_cuda())
+      return conv2d_cuda_16bit(x, weight, bias, options, conv_shape(x, weight, bias, options), *low);
     AutocastGuard f32(DType::f32);
     const Tensor b = bias.defined() ? round_to_precision(bias, *low) : Tensor();
     return round_to_precision(

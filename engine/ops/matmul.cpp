@@ -139,6 +139,29 @@ Tensor matmul_recorded(const Tensor& a, const Tensor& b, const char* op) {
   return c;
 }
 
+// matmul and bmm under autocast on CUDA tensors: the values of round(matmul(round(a), round(b))) with the
+// operands handed to cuBLAS as 16-bit storage (`low`), f32 accumulation on tensor cores. Gradients are
+// rounded once more after a broadcast batch is summed, as the composition rounds them.
+Tensor matmul_cuda_16bit(const Tensor& a, const Tensor& b, DType low, const char* op) {
+  const Tensor a16 = a.detach().to(low), b16 = b.detach().to(low);
+  Tensor c = matmul_kernel(a16, b16, op).to(DType::f32);
+  autograd::record(
+      c, op, {a, b},
+      [a16, b16, low, a_shape = a.shape(), b_shape = b.shape(), need_a = a.requires_grad(),
+       need_b = b.requires_grad(), op](const Tensor& g) -> std::vector<Tensor> {
+        const Tensor g16 = g.to(low);
+        Tensor grad_a, grad_b;
+        if (need_a)
+          grad_a = round_to_precision(
+              sum_to(matmul_kernel(g16, b16.transpose(-1, -2), op).to(DType::f32), a_shape), low);
+        if (need_b)
+          grad_b = round_to_precision(
+              sum_to(matmul_kernel(a16.transpose(-1, -2), g16, op).to(DType::f32), b_shape), low);
+        return {grad_a, grad_b};
+      });
+  return c;
+}
+
 std::string shapes_str(const Tensor& a, const Tensor& b) {
   return "a " + shape_str(a.shape()) + " and b " + shape_str(b.shape());
 }
@@ -148,11 +171,39 @@ int64_t leading_numel(const Shape& shape) {
   return shape_numel(Shape(shape.begin(), shape.end() - 1));
 }
 
+// linear under autocast on CUDA tensors, as matmul_cuda_16bit: x W^T + b accumulated in f32 from 16-bit
+// operands (the bias is the GEMM's C, so each output is rounded once), and the gradients from 16-bit
+// products. The shapes are checked.
+Tensor linear_cuda_16bit(const Tensor& x, const Tensor& weight, const Tensor& bias, DType low) {
+  const int64_t in = weight.size(1), out = weight.size(0), rows = leading_numel(x.shape());
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  const Tensor x16 = x.detach().reshape({rows, in}).to(low), w16 = weight.detach().to(low);
+  Tensor y16 = empty({rows, out}, {low, x.device()});
+  if (bias.defined()) copy_(y16, bias.detach().to(low));  // the GEMM adds x W^T onto the bias rows
+  cuda_ops::gemm("linear", false, true, rows, out, in, x16, in, {0}, w16, in, {0}, bias.defined() ? 1.0 : 0.0,
+                 y16);
+  Tensor result = y16.to(DType::f32).reshape(out_shape);
+  autograd::record(result, "linear", {x, weight, bias},
+                   [x16, w16, low, x_shape = x.shape(), rows, out, need_x = x.requires_grad(),
+                    need_w = weight.requires_grad(),
+                    need_b = bias.defined() && bias.requires_grad()](const Tensor& g) -> std::vector<Tensor> {
+                     const Tensor g16 = g.reshape({rows, out}).to(low);
+                     Tensor grad_x, grad_w, grad_b;
+                     if (need_x) grad_x = matmul_kernel(g16, w16, "linear").to(DType::f32).reshape(x_shape);
+                     if (need_w) grad_w = matmul_kernel(g16.transpose(0, 1), x16, "linear").to(DType::f32);
+                     if (need_b) grad_b = round_to_precision(sum(g16.to(DType::f32), {0}), low);
+                     return {grad_x, grad_w, grad_b};
+                   });
+  return result;
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  op_device("matmul", {{"a", a}, {"b", b}});
+  const Device device = op_device("matmul", {{"a", a}, {"b", b}});
   if (const std::optional<DType> low = autocast_precision_for(a)) {  // engine/autocast.h
+    if (device.is_cuda() && a.dim() >= 2 && b.dim() >= 2) return matmul_cuda_16bit(a, b, *low, "matmul");
     AutocastGuard f32(DType::f32);
     return round_to_precision(matmul(round_to_precision(a, *low), round_to_precision(b, *low)), *low);
   }
@@ -182,8 +233,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
-  op_device("bmm", {{"a", a}, {"b", b}});
+  const Device device = op_device("bmm", {{"a", a}, {"b", b}});
   if (const std::optional<DType> low = autocast_precision_for(a)) {
+    if (device.is_cuda() && a.dim() == 3 && b.dim() == 3) return matmul_cuda_16bit(a, b, *low, "bmm");
     AutocastGuard f32(DType::f32);
     return round_to_precision(bmm(round_to_precision(a, *low), round_to_precision(b, *low)), *low);
   }
@@ -196,11 +248,6 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const Device device = op_device("linear", {{"x", x}, {"weight", weight}, {"bias", bias}});
-  if (const std::optional<DType> low = autocast_precision_for(x)) {
-    AutocastGuard f32(DType::f32);
-    const Tensor b = bias.defined() ? round_to_precision(bias, *low) : Tensor();
-    return round_to_precision(linear(round_to_precision(x, *low), round_to_precision(weight, *low), b), *low);
-  }
   if (weight.dim() != 2)
     throw std::invalid_argument("linear: weight must be [out, in], got " + shape_str(weight.shape()));
   const int64_t in = weight.size(1), out = weight.size(0);
@@ -211,6 +258,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (bias.defined() && (bias.dim() != 1 || bias.size(0) != out))
     throw std::invalid_argument("linear: bias " + shape_str(bias.shape()) + " must be [" +
                                 std::to_string(out) + "] for weight " + shape_str(weight.shape()));
+  if (const std::optional<DType> low = autocast_precision_for(x)) {  // engine/autocast.h
+    if (device.is_cuda()) return linear_cuda_16bit(x, weight, bias, *low);
+    AutocastGuard f32(DType::f32);
+    const Tensor b = bias.defined() ? round_to_precision(bias, *low) : Tensor();
+    return round_to_precision(linear(round_to_precision(x, *low), round_to_precision(weight, *low), b), *low);
+  }
   const int64_t rows = leading_numel(x.shape());
   Shape out_shape = x.shape();
   out_shape.back() = out;
