@@ -1,6 +1,8 @@
 // The loss in two halves:
-//   assign (no graph): IoU -> matcher -> index lists (kept anchors, foreground anchors), the one-hot
-//     class targets of the kept anchors and the regression targets of the foreground ones;
+//   assign (no graph): IoU -> matcher -> index lists (kept anchors, foreground anchors), the class of
+//     each kept anchor (-1 for background) and the regression targets of the foreground ones; the
+//     one-hot class targets [V, K] are then made where the predictions live (on a GPU, only V numbers
+//     cross the bus instead of V x K);
 //   score (graph): select the kept rows of the logits and the foreground rows of the deltas with
 //     index_select, and sum the focal and L1 losses, so the gradient flows back to exactly those rows
 //     (ignored anchors get none, background anchors only a classification gradient).
@@ -25,14 +27,14 @@ namespace {
 // What one image's anchors learn (all constants).
 struct ImageAssignment {
   Tensor kept;           // i64 [V]: anchors that are not ignored
-  Tensor class_targets;  // [V, K]: one-hot class of foreground anchors, zeros for background ones
+  Tensor kept_classes;   // [V]: the class of each kept foreground anchor, -1 for background ones
   Tensor foreground;     // i64 [F]
   Tensor delta_targets;  // [F, 4]: encode(anchor, matched box)
   int64_t num_foreground = 0;
 };
 
-ImageAssignment assign(const Tensor& anchors, const TargetBoxes& targets, int64_t num_classes,
-                       const MatcherConfig& matcher, const BoxCoder& coder) {
+ImageAssignment assign(const Tensor& anchors, const TargetBoxes& targets, const MatcherConfig& matcher,
+                       const BoxCoder& coder) {
   NoGradGuard no_grad;
   const MatchResult match = match_anchors(pairwise_iou(targets.boxes, anchors), matcher);
   const std::vector<int64_t> matched = match.matched.to_vector<int64_t>();
@@ -52,13 +54,11 @@ ImageAssignment assign(const Tensor& anchors, const TargetBoxes& targets, int64_
   a.num_foreground = static_cast<int64_t>(foreground.size());
   a.kept = from_vector(kept, {static_cast<int64_t>(kept.size())});
   a.foreground = from_vector(foreground, {a.num_foreground});
-  a.class_targets = zeros({static_cast<int64_t>(kept.size()), num_classes}, anchors.options());
-  dispatch_floating(anchors.dtype(), "RetinaNetLoss", [&](auto tag) {
-    using T = decltype(tag);
-    T* t = a.class_targets.data<T>();
-    for (std::size_t v = 0; v < kept.size(); ++v)
-      if (labels[kept[v]] == kForegroundAnchor) t[v * num_classes + box_classes[matched[kept[v]]]] = T(1);
-  });
+  std::vector<double> kept_classes(kept.size(), -1.0);
+  for (std::size_t v = 0; v < kept.size(); ++v)
+    if (labels[kept[v]] == kForegroundAnchor)
+      kept_classes[v] = static_cast<double>(box_classes[matched[kept[v]]]);
+  a.kept_classes = from_vector(kept_classes, {static_cast<int64_t>(kept.size())}, anchors.options());
   const Tensor matched_boxes =
       index_select(targets.boxes, 0, from_vector(foreground_boxes, {a.num_foreground}));
   a.delta_targets = coder.encode(index_select(anchors, 0, a.foreground), matched_boxes);
@@ -138,14 +138,21 @@ RetinaNetLosses RetinaNetLoss::operator()(const Tensor& cls_logits, const Tensor
   std::vector<int64_t> num_foreground;
   for (int64_t i = 0; i < num_images; ++i) {
     const TargetBoxes host_targets{to_device(targets[i].boxes, cpu), to_device(targets[i].labels, cpu)};
-    ImageAssignment a = assign(fixed_anchors, host_targets, num_classes, config_.matcher, box_coder_);
+    ImageAssignment a = assign(fixed_anchors, host_targets, config_.matcher, box_coder_);
     if (device.is_cuda())
-      for (Tensor* t : {&a.kept, &a.class_targets, &a.foreground, &a.delta_targets})
+      for (Tensor* t : {&a.kept, &a.kept_classes, &a.foreground, &a.delta_targets})
         *t = to_device(*t, device);
+    const int64_t num_kept = a.kept.numel();
+    Tensor class_targets;  // one-hot [V, K]: kept_classes[v] == k
+    {
+      NoGradGuard no_grad;
+      class_targets = eq(a.kept_classes.reshape({num_kept, 1}),
+                         arange(num_classes, a.kept_classes.options()).reshape({1, num_classes}));
+    }
     Tensor logits = cls_logits.select(0, i);
-    if (a.kept.numel() < num_anchors) logits = index_select(logits, 0, a.kept);
-    cls_sums.push_back(sigmoid_focal_loss(logits, a.class_targets, config_.focal_alpha, config_.focal_gamma,
-                                          Reduction::sum));
+    if (num_kept < num_anchors) logits = index_select(logits, 0, a.kept);
+    cls_sums.push_back(
+        sigmoid_focal_loss(logits, class_targets, config_.focal_alpha, config_.focal_gamma, Reduction::sum));
     const Tensor deltas = index_select(bbox_deltas.select(0, i), 0, a.foreground);
     box_sums.push_back(smooth_l1_loss(deltas, a.delta_targets, config_.smooth_l1_beta, Reduction::sum));
     num_foreground.push_back(a.num_foreground);
