@@ -202,11 +202,6 @@ Tensor linear_cuda_16bit(const Tensor& x, const Tensor& weight, const Tensor& bi
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   const Device device = op_device("matmul", {{"a", a}, {"b", b}});
-  if (const std::optional<DType> low = autocast_precision_for(a)) {  // engine/autocast.h
-    if (device.is_cuda() && a.dim() >= 2 && b.dim() >= 2) return matmul_cuda_16bit(a, b, *low, "matmul");
-    AutocastGuard f32(DType::f32);
-    return round_to_precision(matmul(round_to_precision(a, *low), round_to_precision(b, *low)), *low);
-  }
   if (a.dim() == 0 || b.dim() == 0)
     throw std::invalid_argument("matmul: both arguments need at least one dimension, got " +
                                 shapes_str(a, b));
@@ -217,6 +212,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     throw std::invalid_argument("matmul: " + shapes_str(a, b) +
                                 " do not agree on the contracted dimension (" + std::to_string(a2.size(-1)) +
                                 " vs " + std::to_string(b2.size(-2)) + ")");
+  if (const std::optional<DType> low = autocast_precision_for(a)) {  // engine/autocast.h
+    if (device.is_cuda() && !vector_a && !vector_b) return matmul_cuda_16bit(a, b, *low, "matmul");
+    AutocastGuard f32(DType::f32);
+    return round_to_precision(matmul(round_to_precision(a, *low), round_to_precision(b, *low)), *low);
+  }
   Tensor c;
   if (b2.dim() == 2 && a2.dim() > 2 && a2.is_contiguous()) {
     // [..., M, K] x [K, N]: the batch folds into the rows of one large GEMM.
@@ -234,15 +234,15 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
   const Device device = op_device("bmm", {{"a", a}, {"b", b}});
-  if (const std::optional<DType> low = autocast_precision_for(a)) {
-    if (device.is_cuda() && a.dim() == 3 && b.dim() == 3) return matmul_cuda_16bit(a, b, *low, "bmm");
-    AutocastGuard f32(DType::f32);
-    return round_to_precision(bmm(round_to_precision(a, *low), round_to_precision(b, *low)), *low);
-  }
   if (a.dim() != 3 || b.dim() != 3)
     throw std::invalid_argument("bmm: expects [B, M, K] and [B, K, N], got " + shapes_str(a, b));
   if (a.size(0) != b.size(0) || a.size(2) != b.size(1))
     throw std::invalid_argument("bmm: " + shapes_str(a, b) + " do not match ([B, M, K] x [B, K, N])");
+  if (const std::optional<DType> low = autocast_precision_for(a)) {  // engine/autocast.h
+    if (device.is_cuda()) return matmul_cuda_16bit(a, b, *low, "bmm");
+    AutocastGuard f32(DType::f32);
+    return round_to_precision(bmm(round_to_precision(a, *low), round_to_precision(b, *low)), *low);
+  }
   return matmul_recorded(a, b, "bmm");
 }
 
