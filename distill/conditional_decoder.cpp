@@ -7,6 +7,7 @@
 
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/position.h"
 #include "engine/ops/shape.h"
 
 namespace icd {
@@ -44,34 +45,59 @@ Tensor flatten_levels(const std::vector<Tensor>& levels) {
   return cat(flat, 0);
 }
 
-Tensor feature_padding_mask(const std::vector<ImageSize>& level_sizes, ImageSize padded,
-                            const std::vector<ImageSize>& images, TensorOptions options) {
-  const int64_t S = total_positions(level_sizes);
+namespace {
+
+// Per image and level, the valid (unpadded) rows and cols: the top-left cells the image covers,
+// ceil(h_b / stride_est) x ceil(w_b / stride_est) clamped to the level (see conditional_decoder.h).
+std::vector<std::vector<ImageSize>> valid_extents(const std::vector<ImageSize>& level_sizes, ImageSize padded,
+                                                  const std::vector<ImageSize>& images) {
+  total_positions(level_sizes);  // checks that no level is empty
   if (padded.height <= 0 || padded.width <= 0 || images.empty())
     throw std::invalid_argument("feature_padding_mask: need a positive padded size and at least one image");
-  const int64_t B = static_cast<int64_t>(images.size());
-  std::vector<double> mask(static_cast<std::size_t>(B * S), 1.0);
-  for (int64_t b = 0; b < B; ++b) {
-    const ImageSize image = images[static_cast<std::size_t>(b)];
+  std::vector<std::vector<ImageSize>> out;
+  for (std::size_t b = 0; b < images.size(); ++b) {
+    const ImageSize image = images[b];
     if (image.height <= 0 || image.width <= 0 || image.height > padded.height || image.width > padded.width)
       throw std::invalid_argument("feature_padding_mask: image " + std::to_string(b) + " of size " +
                                   std::to_string(image.height) + "x" + std::to_string(image.width) +
                                   " does not fit the padded size " + std::to_string(padded.height) + "x" +
                                   std::to_string(padded.width));
-    int64_t start = 0;
+    std::vector<ImageSize> levels;
     for (const ImageSize& level : level_sizes) {
       const double stride = (static_cast<double>(padded.height) / static_cast<double>(level.height) +
                              static_cast<double>(padded.width) / static_cast<double>(level.width)) /
                             2.0;
       const int64_t rows = static_cast<int64_t>(std::ceil(static_cast<double>(image.height) / stride));
       const int64_t cols = static_cast<int64_t>(std::ceil(static_cast<double>(image.width) / stride));
-      for (int64_t y = 0; y < std::min(rows, level.height); ++y)
-        for (int64_t x = 0; x < std::min(cols, level.width); ++x)
+      levels.push_back({std::min(rows, level.height), std::min(cols, level.width)});
+    }
+    out.push_back(std::move(levels));
+  }
+  return out;
+}
+
+Tensor padding_mask_of(const std::vector<ImageSize>& level_sizes,
+                       const std::vector<std::vector<ImageSize>>& extents, TensorOptions options) {
+  const int64_t S = total_positions(level_sizes), B = static_cast<int64_t>(extents.size());
+  std::vector<double> mask(static_cast<std::size_t>(B * S), 1.0);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t start = 0;
+    for (std::size_t l = 0; l < level_sizes.size(); ++l) {
+      const ImageSize level = level_sizes[l], valid = extents[static_cast<std::size_t>(b)][l];
+      for (int64_t y = 0; y < valid.height; ++y)
+        for (int64_t x = 0; x < valid.width; ++x)
           mask[static_cast<std::size_t>(b * S + start + y * level.width + x)] = 0.0;
       start += level.height * level.width;
     }
   }
   return from_vector(mask, {B, S}, options);
+}
+
+}  // namespace
+
+Tensor feature_padding_mask(const std::vector<ImageSize>& level_sizes, ImageSize padded,
+                            const std::vector<ImageSize>& images, TensorOptions options) {
+  return padding_mask_of(level_sizes, valid_extents(level_sizes, padded, images), options);
 }
 
 namespace {
@@ -164,8 +190,14 @@ FeatureSequence make_feature_sequence(const std::vector<Tensor>& levels, ImageSi
                                 " image sizes for a batch of " + std::to_string(levels[0].size(0)));
   for (const Tensor& level : levels)
     seq.level_sizes.push_back({level.size(2), level.size(3)});
-  seq.padding_mask = feature_padding_mask(seq.level_sizes, padded, images, seq.features.options());
-  seq.position = sine_position_embedding(seq.padding_mask, seq.level_sizes, seq.features.size(2));
+  const std::vector<std::vector<ImageSize>> extents = valid_extents(seq.level_sizes, padded, images);
+  seq.padding_mask = padding_mask_of(seq.level_sizes, extents, seq.features.options());
+  // The embedding is S x B x C numbers: on a GPU it is computed there from the extents alone
+  // (engine/ops/position.h, the same values); on the CPU from the mask with the table above.
+  seq.position = seq.features.device().is_cuda()
+                     ? sine_position_embedding_rect(seq.level_sizes, extents, seq.features.size(2),
+                                                    seq.features.options())
+                     : sine_position_embedding(seq.padding_mask, seq.level_sizes, seq.features.size(2));
   return seq;
 }
 

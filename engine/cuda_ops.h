@@ -17,6 +17,7 @@
 #include "engine/kernels/loss_math.h"
 #include "engine/kernels/optimizer_math.h"
 #include "engine/kernels/pool_math.h"
+#include "engine/kernels/position_math.h"
 #include "engine/kernels/reduce_dim.h"
 #include "engine/kernels/resize_math.h"
 #include "engine/kernels/unary_op.h"
@@ -113,6 +114,11 @@ void pointwise_loss(const char* op, const kernels::PointwiseLossCall& call, cons
 void cross_entropy(const char* op, const Tensor& logits, const Tensor& target,
                    std::optional<int64_t> ignore_index, double scale, Tensor& per_row, Tensor& row_losses,
                    Tensor& d_logits);
+
+// The sine position embedding of engine/ops/position.h into out [S, B, C] (contiguous, f32 or f64);
+// extents: i64 [B, levels.count, 2] on out's device.
+void sine_position_embedding(const char* op, const kernels::PositionLevels& levels, const Tensor& extents,
+                             Tensor& out);
 
 // topk (engine/ops/topk.h) of a contiguous 1-D x: values (x's dtype) and indices (i64), both [k],
 // contiguous, k <= x's length.

@@ -26,6 +26,9 @@ void fill(const char* op, Tensor&, double) {
 void sum(const char* op, const Tensor&, const std::vector<bool>&, Tensor&) {
   throw std::runtime_error(no_cuda_backend_message(op));
 }
+void sine_position_embedding(const char* op, const kernels::PositionLevels&, const Tensor&, Tensor&) {
+  throw std::runtime_error(no_cuda_backend_message(op));
+}
 void topk(const char* op, const Tensor&, int64_t, Tensor&, Tensor&) {
   throw std::runtime_error(no_cuda_backend_message(op));
 }

@@ -8,9 +8,11 @@
 #if defined(ICD_WITH_CUDA)
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_parity.h"
+#include "distill/conditional_decoder.h"
 #include "distill/objectives.h"
 #include "engine/checkpoint.h"
 #include "engine/factory.h"
@@ -107,6 +109,23 @@ TEST_CASE("an ICD distillation iteration on the GPU matches the CPU: losses, gra
     CHECK(gpu_state[i].first == cpu_state[i].first);
     CHECK(scaled_difference(cpu_state[i].second, gpu_state[i].second) < 1e-9);
   }
+}
+
+TEST_CASE("the feature sequence on the GPU: the position embedding computed there matches the CPU's table") {
+  Generator gen(12);
+  std::vector<Tensor> cpu_levels, gpu_levels;
+  for (const auto& [h, w] :
+       std::vector<std::pair<int64_t, int64_t>>{{20, 28}, {10, 14}, {5, 7}, {3, 4}, {2, 2}}) {
+    cpu_levels.push_back(randn({3, 32, h, w}, gen, {DType::f64}));
+    gpu_levels.push_back(to_device(cpu_levels.back(), kGpu));
+  }
+  const std::vector<ImageSize> images{{160, 224}, {97, 130}, {12, 200}};
+  const FeatureSequence cpu = make_feature_sequence(cpu_levels, {160, 224}, images);
+  const FeatureSequence gpu = make_feature_sequence(gpu_levels, {160, 224}, images);
+  CHECK(gpu.position.device() == kGpu);
+  CHECK(scaled_difference(cpu.features, gpu.features) == 0);
+  CHECK(scaled_difference(cpu.padding_mask, gpu.padding_mask) == 0);
+  CHECK(scaled_difference(cpu.position, gpu.position) < 1e-12);  // the device's sin, cos and pow
 }
 
 TEST_CASE("a checkpoint of GPU tensors round-trips through the host into a model and optimizer on the GPU") {

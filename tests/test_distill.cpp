@@ -24,6 +24,7 @@
 #include "engine/autograd.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/position.h"
 #include "engine/ops/reduce.h"
 #include "engine/ops/shape.h"
 #include "fixture.h"
@@ -961,4 +962,51 @@ TEST_CASE("IcdObjective: the distiller takes the teacher's dtype and device, and
   const std::vector<double> before = objective.distiller().student_adapter().weight().to_vector<double>();
   objective.after_backward(1);
   CHECK(objective.distiller().student_adapter().weight().to_vector<double>() != before);  // AdamW stepped
+}
+
+TEST_CASE(
+    "the rectangle embedding (engine/ops/position.h, the GPU's) equals the mask embedding bit for bit") {
+  // Five levels of a 160 x 224 padded batch, three images of different sizes (rectangles of every shape,
+  // full, partial and single cells), 16 channels; f64 and f32.
+  const std::vector<ImageSize> levels{{20, 28}, {10, 14}, {5, 7}, {3, 4}, {2, 2}};
+  const ImageSize padded{160, 224};
+  const std::vector<ImageSize> images{{160, 224}, {97, 130}, {12, 200}};
+  for (DType dtype : {DType::f64, DType::f32}) {
+    CAPTURE(dtype_name(dtype));
+    const Tensor mask = feature_padding_mask(levels, padded, images, {dtype});
+    const Tensor from_mask = sine_position_embedding(mask, levels, 16);
+    // The extents the mask has: per image and level, the valid rows and cols.
+    std::vector<std::vector<ImageSize>> extents;
+    const std::vector<double> m = mask.to_vector<double>();
+    const int64_t S = mask.size(1);
+    for (int64_t b = 0; b < 3; ++b) {
+      std::vector<ImageSize> per_level;
+      int64_t start = 0;
+      for (const ImageSize& level : levels) {
+        int64_t rows = 0, cols = 0;
+        for (int64_t y = 0; y < level.height; ++y)
+          for (int64_t x = 0; x < level.width; ++x)
+            if (m[static_cast<std::size_t>(b * S + start + y * level.width + x)] == 0.0) {
+              rows = std::max(rows, y + 1);
+              cols = std::max(cols, x + 1);
+            }
+        per_level.push_back({rows, cols});
+        start += level.height * level.width;
+      }
+      extents.push_back(per_level);
+    }
+    CHECK(extents[2][0] == ImageSize{2, 25});  // 12 x 200 pixels at stride 8: ceil(12 / 8), ceil(200 / 8)
+    const Tensor rect = sine_position_embedding_rect(levels, extents, 16, {dtype});
+    CHECK(rect.shape() == from_mask.shape());
+    if (dtype == DType::f64)
+      CHECK(rect.to_vector<double>() == from_mask.to_vector<double>());
+    else
+      CHECK(rect.to_vector<float>() == from_mask.to_vector<float>());
+  }
+  CHECK_THROWS_WITH_AS(sine_position_embedding_rect(levels, {{{1, 1}}}, 16), doctest::Contains("image 0"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(sine_position_embedding_rect({{2, 2}}, {{{3, 1}}}, 16),
+                       doctest::Contains("does not fit"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(sine_position_embedding_rect({{2, 2}}, {{{1, 1}}}, 6),
+                       doctest::Contains("multiple of 4"), std::invalid_argument);
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "engine/cuda/optimizer_kernels.h"
+#include "engine/cuda/position_kernels.h"
 #include "engine/cuda/strided_kernels.h"
 #include "engine/cuda/topk_kernels.h"
 #include "engine/cuda_ops.h"
@@ -70,6 +71,13 @@ void sum(const char* op, const Tensor& x, const std::vector<bool>& reduced, Tens
   kernels::SumLayout layout{kernels::make_strided_layout<1>(outer_shape, {outer_strides}, op),
                             kernels::make_strided_layout<1>(inner_shape, {inner_strides}, op)};
   cuda::cuda_sum(op, x.dtype(), layout, x.raw_data(), out.raw_data(), x.device().index);
+}
+
+void sine_position_embedding(const char* op, const kernels::PositionLevels& levels, const Tensor& extents,
+                             Tensor& out) {
+  cuda::cuda_sine_position_embedding(op, out.dtype(), levels, static_cast<const int64_t*>(extents.raw_data()),
+                                     out.size(1), out.size(2), out.numel(), out.raw_data(),
+                                     out.device().index);
 }
 
 void topk(const char* op, const Tensor& x, int64_t k, Tensor& values, Tensor& indices) {
