@@ -114,11 +114,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-inherit", no_inherit, "do not copy the teacher's FPN and head into the ICD student");
   app.add_flag("--no-imagenet", no_imagenet, "train the teacher's backbone from random weights");
   add_device_flag(app, device);
-  app.add_option(
-         "--precision", precision,
-         "f32, or mixed precision for convolutions and matrix products: bf16, or f16 with loss scaling")
-      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
-      ->capture_default_str();
+  add_precision_flag(app, precision);
   CLI11_PARSE(app, argc, argv);
   omp_set_num_threads(threads);
 

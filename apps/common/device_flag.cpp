@@ -17,4 +17,12 @@ Device use_device_flag(const std::string& text) {
   return choice.device;
 }
 
+void add_precision_flag(CLI::App& app, std::string& text) {
+  app.add_option(
+         "--precision", text,
+         "f32, or mixed precision for convolutions and matrix products: bf16, or f16 with loss scaling")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
+      ->capture_default_str();
+}
+
 }  // namespace icd::app
