@@ -12,7 +12,9 @@
 //
 // --device cuda runs every workload on the GPU (SGEMM through matmul on cuBLAS, convolutions on cuDNN),
 // waiting for the device at the end of each run so that a time covers the work, not its queueing; the %
-// column then needs --peak-gflops (the GPU's FP32 peak), and RSS stays the host's.
+// column then needs --peak-gflops (the GPU's FP32 peak), RSS stays the host's and the JSON adds the
+// device allocator's peak (gpu_peak_mb). --precision bf16|f16 runs each workload under an AutocastGuard
+// (engine/autocast.h; no loss scaling, as tools/bench_torch.py's torch.autocast).
 //
 //   ./build/apps/bench --threads 2
 //   ./build/apps/bench --device cuda --only train
@@ -32,6 +34,7 @@
 
 #include "apps/bench_models.h"
 #include "apps/common/device_flag.h"
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/cpu/gemm.h"
 #include "engine/device_memory.h"
@@ -128,6 +131,15 @@ std::vector<Workload> conv_workloads(Generator& gen, Device device) {
   return out;
 }
 
+// ", \"gpu_peak_mb\": N" for a GPU (its caching allocator's peak in use), nothing on the CPU.
+std::string gpu_peak_field(Device device) {
+  if (!device.is_cuda()) return "";
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, ", \"gpu_peak_mb\": %.1f",
+                static_cast<double>(device_memory_stats(device).peak_in_use_bytes) / (1024.0 * 1024.0));
+  return buffer;
+}
+
 double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -169,7 +181,7 @@ int main(int argc, char** argv) {
   bool exact = false, json = false, profile = false;
   double peak_per_core = 115.2;  // GFLOP/s: 32 FP32 FLOP/cycle x 3.6 GHz (Zen 4, see DESIGN.md)
   double peak_gflops = 0;        // the whole device's; 0: peak_per_core x threads on the CPU
-  std::string device_text = "auto";
+  std::string device_text = "auto", precision_text = "f32";
   app.add_option("--threads", threads, "OpenMP threads");
   app.add_option("--reps", reps, "timed runs per workload (median reported)");
   app.add_option("--only", only, "run only workloads whose name contains this");
@@ -179,6 +191,9 @@ int main(int argc, char** argv) {
   app.add_option("--peak-gflops", peak_gflops, "the device's FP32 peak for the % column (a GPU's)");
   app.add_flag("--json", json, "one JSON object per line instead of a table");
   icd::app::add_device_flag(app, device_text);
+  app.add_option("--precision", precision_text, "f32, or mixed precision: bf16 or f16 (engine/autocast.h)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   omp_set_num_threads(threads);
 
@@ -203,15 +218,20 @@ int main(int argc, char** argv) {
   for (const Workload& w : workloads) {
     if (!only.empty() && (exact ? w.name != only : w.name.find(only) == std::string::npos)) continue;
     ++selected;
-    const std::function<void()> run = w.make();
+    const DType precision = parse_precision(precision_text);
+    const std::function<void()> run = [precision, inner = w.make()] {
+      AutocastGuard autocast(precision);
+      inner();
+    };
     const double ms = median_ms(run, 2, reps, device);
     const double flops = w.flops > 0 && !profile ? w.flops : profiled_run(run, profile && !json);
     const double gflops = flops / (ms * 1e6);
     if (json)
       std::printf(
-          "{\"impl\": \"icd\", \"device\": \"%s\", \"workload\": \"%s\", \"threads\": %d, \"ms\": %.4f, "
-          "\"gflops\": %.2f, \"peak_rss_mb\": %.1f}\n",
-          device.str().c_str(), w.name.c_str(), threads, ms, gflops, peak_rss_mb());
+          "{\"impl\": \"icd\", \"device\": \"%s\", \"precision\": \"%s\", \"workload\": \"%s\", "
+          "\"threads\": %d, \"ms\": %.4f, \"gflops\": %.2f, \"peak_rss_mb\": %.1f%s}\n",
+          device.str().c_str(), precision_text.c_str(), w.name.c_str(), threads, ms, gflops, peak_rss_mb(),
+          gpu_peak_field(device).c_str());
     else
       std::printf("%-34s %10.3f %10.1f %7.1f%% %9.0f\n", w.name.c_str(), ms, gflops,
                   peak > 0 ? 100.0 * gflops / peak : 0.0, peak_rss_mb());

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 
+#include "engine/caching_allocator.h"
 #include "engine/device.h"
 
 namespace icd {
@@ -24,6 +25,9 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 void* pinned_host_allocate(std::size_t bytes);
 // Gives back a block pinned_host_allocate returned.
 void pinned_host_release(void* p) noexcept;
+// The statistics of `device`'s caching allocator (in use, cached, peak in use), e.g. for benchmarks;
+// throws naming the device when it is not a GPU this process can use.
+CachingAllocator::Stats device_memory_stats(Device device);
 // Returns when all work queued on `device` so far has finished (nothing to wait for on the CPU). Only
 // timing needs it: copies to the host already wait for the work before them.
 void synchronize(Device device);

@@ -27,6 +27,11 @@ void* pinned_host_allocate(std::size_t) {
 
 void pinned_host_release(void*) noexcept {}
 
+CachingAllocator::Stats device_memory_stats(Device device) {
+  throw std::runtime_error("device_memory_stats " + device.str() +
+                           ": not available: " + cuda_status().reason);
+}
+
 void synchronize(Device device) {
   if (!device.is_cpu())
     throw std::runtime_error("synchronize " + device.str() + ": not available: " + cuda_status().reason);

@@ -17,6 +17,9 @@ Two kinds of workload:
   (backbone + FPN under no_grad), the R18-FPN one as the student in training mode, and a compact PyTorch
   ICD module doing the same work as icd's distill/ (see icd_workloads).
 
+--precision bf16|f16 runs each workload under torch.autocast (no loss scaling), as apps/bench --precision runs
+it under icd's AutocastGuard; the CPU's autocast takes bfloat16 only.
+
 --device picks where every workload runs: auto (the default) is the GPU when this torch sees one
 (torch.cuda.is_available()) and the CPU otherwise; cpu, cuda or cuda:N name one. Every tensor, model, image
 and target is made on (or moved to) that device, and on a GPU each timed run ends with torch.cuda.synchronize,
@@ -400,6 +403,8 @@ def main():
                              "no %% peak on a GPU)")
     parser.add_argument("--device", default="auto",
                         help="auto (cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="f32", choices=("f32", "bf16", "f16"),
+                        help="f32, or each run under torch.autocast with bfloat16 or float16 (no loss scaling)")
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -410,6 +415,21 @@ def main():
     torch.set_num_threads(args.threads)
     device = resolve_device(torch, args.device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    autocast_dtype = {"f32": None, "bf16": torch.bfloat16, "f16": torch.float16}[args.precision]
+    if autocast_dtype is torch.float16 and device.type == "cpu":
+        print("bench_torch: --precision f16: torch's CPU autocast takes bfloat16 only", file=sys.stderr)
+        sys.exit(1)
+
+    def with_precision(run):
+        """run under torch.autocast when --precision asks for it (as apps/bench runs under AutocastGuard)."""
+        if autocast_dtype is None:
+            return run
+
+        def autocast_run():
+            with torch.autocast(device_type=device.type, dtype=autocast_dtype):
+                run()
+
+        return autocast_run
 
     def selected(name):
         if args.exact:
@@ -435,15 +455,18 @@ def main():
         if name not in names:
             continue
         torch.manual_seed(0)  # each workload draws the same numbers whichever others run before it
-        run = make_run()
+        run = with_precision(make_run())
         ms = median_ms(run, 2, args.reps, sync)
         del run
         gflops = None if flops is None else flops / (ms * 1e6)
         rss = peak_rss_mb()
         if args.json:
-            print(json.dumps({"impl": "torch", "device": str(device), "workload": name, "threads": args.threads,
-                              "ms": round(ms, 4), "gflops": None if gflops is None else round(gflops, 2),
-                              "peak_rss_mb": round(rss, 1)}))
+            record = {"impl": "torch", "device": str(device), "precision": args.precision, "workload": name,
+                      "threads": args.threads, "ms": round(ms, 4),
+                      "gflops": None if gflops is None else round(gflops, 2), "peak_rss_mb": round(rss, 1)}
+            if device.type == "cuda":  # the caching allocator's peak, as apps/bench reports its own
+                record["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+            print(json.dumps(record))
         elif gflops is None:
             print(f"{name:34s} {ms:10.3f} {'-':>10s} {'-':>8s} {rss:8.0f}")
         elif peak is None:

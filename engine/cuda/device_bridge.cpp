@@ -72,6 +72,13 @@ void pinned_host_release(void* p) noexcept {
   }
 }
 
+CachingAllocator::Stats device_memory_stats(Device device) {
+  if (!device.is_cuda())
+    throw std::invalid_argument("device_memory_stats: " + device.str() + " is not a GPU");
+  require_cuda(device, "device_memory_stats");
+  return cuda::cuda_caching_allocator(device.index).stats();
+}
+
 void synchronize(Device device) {
   if (device.is_cpu()) return;
   require_cuda(device, "synchronize");
