@@ -14,6 +14,7 @@
 //   ./build/apps/distill_retinanet --methods none,icd,fitnet --seeds 1,2
 //   ./build/apps/distill_retinanet --teacher runs/teacher-default/checkpoint.safetensors --methods icd
 //   ./build/apps/distill_retinanet --resume                      # continue interrupted runs
+//   ./build/apps/distill_retinanet --preset large --device cuda --precision bf16   # on a GPU
 #include <omp.h>
 
 #include <CLI/CLI.hpp>

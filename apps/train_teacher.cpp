@@ -13,6 +13,7 @@
 //   ./build/apps/train_teacher --preset tiny --run runs/tiny-teacher
 //   ./build/apps/train_teacher --resume                 # continue an interrupted run
 //   ./build/apps/train_teacher --train-json coco/train.json --val-json coco/val.json --iterations 90000
+//   ./build/apps/train_teacher --preset large --device cuda --precision f16   # f16 with loss scaling
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
