@@ -27,13 +27,13 @@ std::string gpu_description(Device device, const CudaStatus& status) {
 }  // namespace
 
 DeviceChoice choose_device(const std::string& text) {
+  if (text == "cpu") return {Device::cpu(), "device: cpu"};  // no probe: it starts the CUDA runtime
   const CudaStatus& status = cuda_status();
   if (text == "auto") {
     if (status.available) return {Device::cuda(0), gpu_description(Device::cuda(0), status)};
     return {Device::cpu(), "device: cpu (no usable GPU: " + status.reason + ")"};
   }
   const Device device = parse_device(text);
-  if (device.is_cpu()) return {device, "device: cpu"};
   if (!status.available)
     throw std::runtime_error("device " + device.str() + ": CUDA is not available: " + status.reason);
   if (device.index >= status.device_count)

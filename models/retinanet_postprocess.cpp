@@ -97,8 +97,8 @@ LevelCandidates<T> host_candidates(const T* logits, int64_t num_classes,
     };
     const std::size_t k = std::min<std::size_t>(candidates.size(), config.topk_candidates);
     std::partial_sort(candidates.begin(), candidates.begin() + k, candidates.end(), better);
-    candidates.resize(k);
-    out.push_back(std::move(candidates));
+    // A copy of the k kept: the scan's buffer (up to all of the level's scores) is freed level by level.
+    out.emplace_back(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(k));
     level_start += level_anchors;
   }
   return out;
