@@ -84,6 +84,11 @@ void* CachingAllocator::allocate_from_backend(std::size_t bytes, std::size_t rou
   }
 }
 
+bool CachingAllocator::owns(const void* p) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return live_.count(const_cast<void*>(p)) != 0;
+}
+
 void CachingAllocator::release(void* p) {
   if (!p) return;
   std::lock_guard<std::mutex> lock(mutex_);

@@ -55,6 +55,8 @@ class CachingAllocator {
   // Gives the block back to the cache. Null is ignored; a pointer this allocator did not hand out (or
   // already took back) throws std::invalid_argument.
   void release(void* p);
+  // Whether p is a block this allocator handed out and has not taken back.
+  bool owns(const void* p) const;
   // Returns every cached block to the backend (in-use blocks are untouched).
   void empty_cache();
   Stats stats() const;

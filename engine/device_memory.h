@@ -23,8 +23,11 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 // allocator (pinning is slow). Returns nullptr when no GPU can be used (a build without CUDA, no driver,
 // no device): the caller then uses ordinary memory, which works the same, only slower to upload.
 void* pinned_host_allocate(std::size_t bytes);
-// Gives back a block pinned_host_allocate returned.
-void pinned_host_release(void* p) noexcept;
+// Gives p back and returns true if it is a block pinned_host_allocate returned; returns false, doing
+// nothing, for any other pointer (ordinary memory). Whether p is pinned is asked of the allocator rather
+// than stored beside it: see engine/storage.h.
+bool pinned_host_release(void* p) noexcept;
+bool is_pinned_host(const void* p) noexcept;
 // The statistics of `device`'s caching allocator (in use, cached, peak in use), e.g. for benchmarks;
 // throws naming the device when it is not a GPU this process can use.
 CachingAllocator::Stats device_memory_stats(Device device);

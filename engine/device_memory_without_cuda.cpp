@@ -25,7 +25,13 @@ void* pinned_host_allocate(std::size_t) {
   return nullptr;  // no GPU to pin for: the caller uses ordinary memory
 }
 
-void pinned_host_release(void*) noexcept {}
+bool pinned_host_release(void*) noexcept {
+  return false;
+}
+
+bool is_pinned_host(const void*) noexcept {
+  return false;
+}
 
 CachingAllocator::Stats device_memory_stats(Device device) {
   throw std::runtime_error("device_memory_stats " + device.str() +

@@ -27,7 +27,6 @@ Storage::Storage(std::size_t nbytes, Device device, bool pinned) : nbytes_(nbyte
     return;
   }
   if (pinned && (data_ = pinned_host_allocate(nbytes))) {  // 256-byte aligned by cudaHostAlloc
-    pinned_ = true;
     note_allocation(nbytes);
     return;
   }
@@ -41,14 +40,15 @@ Storage::Storage(std::size_t nbytes, Device device, bool pinned) : nbytes_(nbyte
 
 Storage::~Storage() {
   if (device_.is_cpu()) {
-    if (pinned_)
-      pinned_host_release(data_);
-    else
-      std::free(data_);
+    if (!pinned_host_release(data_)) std::free(data_);
     g_cpu_in_use.fetch_sub(nbytes_);
   } else {
     device_release(device_, data_);
   }
+}
+
+bool Storage::pinned() const {
+  return device_.is_cpu() && is_pinned_host(data_);
 }
 
 std::size_t cpu_bytes_in_use() {

@@ -97,7 +97,14 @@ TEST_CASE("a released block is reused by the next request of the same rounded si
   void* d = allocator.allocate(1024);  // the 1536 block is cached but is not this size
   CHECK(log.allocate_calls == 3);
   CHECK(allocator.stats().cache_hits == 1);
+  // owns: the blocks handed out and not taken back; not a cached one, not a foreign pointer.
+  CHECK(allocator.owns(b));
+  CHECK(allocator.owns(d));
+  CHECK_FALSE(allocator.owns(c));
+  int elsewhere = 0;
+  CHECK_FALSE(allocator.owns(&elsewhere));
   allocator.release(b);
+  CHECK_FALSE(allocator.owns(b));
   allocator.release(d);
 }
 

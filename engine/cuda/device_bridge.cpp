@@ -63,12 +63,24 @@ void* pinned_host_allocate(std::size_t bytes) {
   return cuda::pinned_host_allocator().allocate(bytes);
 }
 
-void pinned_host_release(void* p) noexcept {
-  if (!p) return;
+bool pinned_host_release(void* p) noexcept {
+  if (!p || !cuda_status().available) return false;  // nothing can have been pinned
   try {
-    cuda::pinned_host_allocator().release(p);
+    CachingAllocator& pinned = cuda::pinned_host_allocator();
+    if (!pinned.owns(p)) return false;
+    pinned.release(p);
+    return true;
   } catch (...) {
-    // Only reachable for a pointer this allocator never handed out: nothing sensible to do in a destructor.
+    return false;  // unreachable: the block was checked; nothing sensible to do in a destructor
+  }
+}
+
+bool is_pinned_host(const void* p) noexcept {
+  if (!p || !cuda_status().available) return false;
+  try {
+    return cuda::pinned_host_allocator().owns(p);
+  } catch (...) {
+    return false;
   }
 }
 
