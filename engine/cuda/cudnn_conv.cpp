@@ -369,28 +369,6 @@ AlgorithmChoice choose_backward_filter(const char* op, int device, const ConvPro
   });
 }
 
-// A workspace from the device's caching allocator, given back when the call that uses it is queued:
-// later work on the one stream runs after it (see engine/caching_allocator.h).
-class Workspace {
- public:
-  Workspace(int device, std::size_t bytes)
-      : device_(device),
-        bytes_(bytes),
-        data_(bytes ? cuda_caching_allocator(device).allocate(bytes) : nullptr) {}
-  ~Workspace() {
-    if (data_) cuda_caching_allocator(device_).release(data_);
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  void* data() const { return data_; }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  int device_;
-  std::size_t bytes_;
-  void* data_;
-};
-
 }  // namespace
 
 ConvProblem conv_problem(DType dtype, const Shape& x_shape, const Shape& weight_shape, const Shape& y_shape,
@@ -422,7 +400,7 @@ void cudnn_conv_forward(const char* op, int device, const ConvProblem& p, const 
     const ConvDescriptors d(op, p);
     const AlgorithmChoice choice = choose_forward(op, device, p, handle, d);
     ICD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), choice.math));
-    const Workspace workspace(device, choice.workspace);
+    const DeviceBuffer workspace(device, choice.workspace);
     ICD_CUDNN_CHECK(
         cudnnConvolutionForward(handle, one(p.dtype), d.x.get(), x, d.w.get(), weight, d.conv.get(),
                                 static_cast<cudnnConvolutionFwdAlgo_t>(choice.algorithm), workspace.data(),
@@ -446,7 +424,7 @@ void cudnn_conv_backward_data(const char* op, int device, const ConvProblem& p, 
     const ConvDescriptors d(op, p);
     const AlgorithmChoice choice = choose_backward_data(op, device, p, handle, d);
     ICD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), choice.math));
-    const Workspace workspace(device, choice.workspace);
+    const DeviceBuffer workspace(device, choice.workspace);
     ICD_CUDNN_CHECK(
         cudnnConvolutionBackwardData(handle, one(p.dtype), d.w.get(), weight, d.y.get(), dy, d.conv.get(),
                                      static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.algorithm),
@@ -468,7 +446,7 @@ void cudnn_conv_backward_filter(const char* op, int device, const ConvProblem& p
     const ConvDescriptors d(op, p);
     const AlgorithmChoice choice = choose_backward_filter(op, device, p, handle, d);
     ICD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), choice.math));
-    const Workspace workspace(device, choice.workspace);
+    const DeviceBuffer workspace(device, choice.workspace);
     ICD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
         handle, one(p.dtype), d.x.get(), x, d.y.get(), dy, d.conv.get(),
         static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algorithm), workspace.data(), workspace.bytes(),

@@ -1,6 +1,7 @@
 // engine/device_memory.h with the CUDA backend: device memory from the per-device caching allocator,
 // copies on the device's stream. Every entry point first checks that CUDA can be used at all, so a
 // machine without a GPU gets the probe's reason rather than a bare cudaMalloc status.
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -58,13 +59,23 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   }
 }
 
+namespace {
+
+// Set once pinned memory has been handed out. Until then no pointer can be pinned, so the release and
+// query below (every CPU Storage's destructor calls the first) answer without probing CUDA or locking.
+std::atomic<bool> pinned_memory_used{false};
+
+}  // namespace
+
 void* pinned_host_allocate(std::size_t bytes) {
   if (!cuda_status().available) return nullptr;
-  return cuda::pinned_host_allocator().allocate(bytes);
+  void* p = cuda::pinned_host_allocator().allocate(bytes);
+  pinned_memory_used.store(true, std::memory_order_release);
+  return p;
 }
 
 bool pinned_host_release(void* p) noexcept {
-  if (!p || !cuda_status().available) return false;  // nothing can have been pinned
+  if (!p || !pinned_memory_used.load(std::memory_order_acquire)) return false;
   try {
     CachingAllocator& pinned = cuda::pinned_host_allocator();
     if (!pinned.owns(p)) return false;
@@ -76,7 +87,7 @@ bool pinned_host_release(void* p) noexcept {
 }
 
 bool is_pinned_host(const void* p) noexcept {
-  if (!p || !cuda_status().available) return false;
+  if (!p || !pinned_memory_used.load(std::memory_order_acquire)) return false;
   try {
     return cuda::pinned_host_allocator().owns(p);
   } catch (...) {

@@ -31,6 +31,33 @@ CachingAllocator& cuda_caching_allocator(int device);
 CachingAllocator& pinned_host_allocator();
 cudaStream_t cuda_stream(int device);
 
+// A block of `device`'s caching allocator for one call's scratch space (a cuDNN workspace, CUB's
+// temporary storage), given back when it goes out of scope: once the call that uses it is queued, later
+// work on the one stream runs after it (see engine/caching_allocator.h). Zero bytes: no block, null data.
+class DeviceBuffer {
+ public:
+  DeviceBuffer(int device, std::size_t bytes)
+      : device_(device),
+        bytes_(bytes),
+        data_(bytes ? cuda_caching_allocator(device).allocate(bytes) : nullptr) {}
+  ~DeviceBuffer() {
+    if (data_) cuda_caching_allocator(device_).release(data_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
+
+ private:
+  int device_;
+  std::size_t bytes_;
+  void* data_;
+};
+
 // Copies of `bytes` bytes queued on the device's stream. host_to_device and device_to_host return when
 // the copy is complete (the host buffer may then be reused or read); device_to_device returns at once
 // and is ordered before any later work on the stream.

@@ -37,26 +37,6 @@ __global__ void gather_top(const T* x, const int64_t* sorted_indices, int64_t k,
   }
 }
 
-// A block of the device's caching allocator, given back when it goes out of scope.
-class DeviceBuffer {
- public:
-  DeviceBuffer(int device, std::size_t bytes)
-      : device_(device), data_(bytes ? cuda_caching_allocator(device).allocate(bytes) : nullptr) {}
-  ~DeviceBuffer() {
-    if (data_) cuda_caching_allocator(device_).release(data_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  template <class T>
-  T* as() const {
-    return static_cast<T*>(data_);
-  }
-
- private:
-  int device_;
-  void* data_;
-};
-
 template <class T>
 void topk_typed(const char* op, const T* x, int64_t n, int64_t k, T* values, int64_t* indices, int device) {
   cudaStream_t stream = cuda_stream(device);
