@@ -204,6 +204,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench: %s\n", e.what());
     return 1;
   }
+  const DType precision = parse_precision(precision_text);
   Generator gen(0);
   std::vector<Workload> workloads = sgemm_workloads(gen, device);
   for (Workload& w : conv_workloads(gen, device))
@@ -218,7 +219,6 @@ int main(int argc, char** argv) {
   for (const Workload& w : workloads) {
     if (!only.empty() && (exact ? w.name != only : w.name.find(only) == std::string::npos)) continue;
     ++selected;
-    const DType precision = parse_precision(precision_text);
     const std::function<void()> run = [precision, inner = w.make()] {
       AutocastGuard autocast(precision);
       inner();

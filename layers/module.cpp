@@ -190,10 +190,20 @@ void Module::to(Device device) {
     *slot = copy;
 }
 
+// The first parameter (or buffer) in registration order, as named_parameters() lists them, without
+// building the list: device() runs every training iteration.
+const Tensor* Module::first_tensor(bool want_parameters) const {
+  const NamedTensors& own = want_parameters ? parameters_ : buffers_;
+  if (!own.empty()) return &own.front().second;
+  for (const auto& [name, child] : children_)
+    if (const Tensor* t = child->first_tensor(want_parameters)) return t;
+  return nullptr;
+}
+
 Device Module::device() const {
-  NamedTensors tensors = named_parameters();
-  if (tensors.empty()) tensors = named_buffers();
-  return tensors.empty() ? Device::cpu() : tensors.front().second.device();
+  const Tensor* t = first_tensor(true);
+  if (!t) t = first_tensor(false);
+  return t ? t->device() : Device::cpu();
 }
 
 }  // namespace icd

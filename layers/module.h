@@ -79,6 +79,7 @@ class Module {
   void add_child(const std::string& name, std::shared_ptr<Module> child);
   void check_new_name(const std::string& name) const;
   void collect(const std::string& prefix, bool parameters, NamedTensors& out) const;
+  const Tensor* first_tensor(bool want_parameters) const;
 
   NamedTensors parameters_;
   NamedTensors buffers_;
