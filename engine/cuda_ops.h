@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/kernels/binary_op.h"
+#include "engine/kernels/box_math.h"
 #include "engine/kernels/loss_math.h"
 #include "engine/kernels/optimizer_math.h"
 #include "engine/kernels/pool_math.h"
@@ -155,5 +156,29 @@ void layer_norm_forward(const char* op, const Tensor& x, int64_t D, const Tensor
                         double eps, Tensor& y, Tensor& stats);
 void layer_norm_backward(const char* op, const Tensor& x, int64_t D, const Tensor& weight,
                          const Tensor& stats, const Tensor& grad, Tensor& dx, Tensor& dw, Tensor& db);
+
+// Box geometry (engine/kernels/box_math.h; engine/cuda/box.cu) for models/box_coder.h, matcher.h and
+// nms.h, which checked the shapes: boxes are contiguous [n, 4] of one float dtype, indices i64.
+// iou [n, m] of a [n, 4] and b [m, 4]; deltas or boxes [n, 4] row by row.
+void pairwise_iou(const char* op, const Tensor& a, const Tensor& b, Tensor& iou);
+void encode_boxes(const char* op, const kernels::BoxCodingWeights& weights, const Tensor& anchors,
+                  const Tensor& boxes, Tensor& deltas);
+void decode_boxes(const char* op, const kernels::BoxCodingWeights& weights, const Tensor& deltas,
+                  const Tensor& anchors, Tensor& boxes);
+// The matcher over iou [G, R], G >= 1, into matched and labels (i64 [R]); throws std::invalid_argument
+// for a negative or NaN entry.
+void match_anchors(const char* op, const Tensor& iou, const kernels::MatchThresholds<double>& thresholds,
+                   Tensor& matched, Tensor& labels);
+// From a match (labels, matched: i64 [R]) and the boxes' classes (i64 [G]), new tensors on their device:
+// kept and foreground anchor indices (i64, increasing), kept_classes (class_dtype [kept]: the class of
+// each kept foreground anchor's box, -1 for background) and foreground_boxes (i64: each foreground
+// anchor's box). Reads the two counts back, so it waits for the device.
+void select_anchors(const char* op, const Tensor& labels, const Tensor& matched, const Tensor& box_classes,
+                    DType class_dtype, Tensor& kept, Tensor& kept_classes, Tensor& foreground,
+                    Tensor& foreground_boxes);
+// Class-aware NMS of boxes [n, 4] sorted by decreasing score, classes i64 [n]: the kept positions in
+// sorted order, on the host (the greedy walk runs there; see engine/cuda/box_kernels.h).
+std::vector<int64_t> nms_sorted(const char* op, const Tensor& sorted_boxes, const Tensor& sorted_classes,
+                                double iou_threshold);
 
 }  // namespace icd::cuda_ops

@@ -150,4 +150,24 @@ void layer_norm_backward(const char* op, const Tensor&, int64_t, const Tensor&, 
   throw std::runtime_error(no_cuda_backend_message(op));
 }
 
+void pairwise_iou(const char* op, const Tensor&, const Tensor&, Tensor&) {
+  throw std::runtime_error(no_cuda_backend_message(op));
+}
+void encode_boxes(const char* op, const kernels::BoxCodingWeights&, const Tensor&, const Tensor&, Tensor&) {
+  throw std::runtime_error(no_cuda_backend_message(op));
+}
+void decode_boxes(const char* op, const kernels::BoxCodingWeights&, const Tensor&, const Tensor&, Tensor&) {
+  throw std::runtime_error(no_cuda_backend_message(op));
+}
+void match_anchors(const char* op, const Tensor&, const kernels::MatchThresholds<double>&, Tensor&, Tensor&) {
+  throw std::runtime_error(no_cuda_backend_message(op));
+}
+void select_anchors(const char* op, const Tensor&, const Tensor&, const Tensor&, DType, Tensor&, Tensor&,
+                    Tensor&, Tensor&) {
+  throw std::runtime_error(no_cuda_backend_message(op));
+}
+std::vector<int64_t> nms_sorted(const char* op, const Tensor&, const Tensor&, double) {
+  throw std::runtime_error(no_cuda_backend_message(op));
+}
+
 }  // namespace icd::cuda_ops

@@ -13,7 +13,8 @@
 // These are data preparation and inference steps, not part of the learned graph: encoding produces
 // constant targets, decoding turns predictions into boxes after training. They build no autograd graph,
 // and refuse inputs that require grad while grad mode is on (detach them or use a NoGradGuard) rather
-// than silently dropping a gradient.
+// than silently dropping a gradient. Inputs on a GPU are coded there (engine/kernels/box_math.h holds the
+// arithmetic both devices run), and the result lives where the inputs do.
 #pragma once
 #include <array>
 #include <cmath>

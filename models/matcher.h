@@ -39,8 +39,22 @@ struct MatchResult {
   Tensor labels;   // i64 [R]: AnchorLabel values
 };
 
-// iou: [G, R] (f32 or f64), every entry >= 0 (G may be 0). The thresholds are compared in iou's dtype.
+// iou: [G, R] (f32 or f64), every entry >= 0 (G may be 0), on the CPU or a GPU (the result lives there
+// too). The thresholds are compared in iou's dtype.
 MatchResult match_anchors(const Tensor& iou, const MatcherConfig& config = {});
+
+// What a detector's loss reads of a match: the anchors that are not ignored and those in the foreground,
+// as increasing index lists, with the class each kept anchor learns and the box each foreground anchor
+// regresses to. On the match's device; on a GPU the lists are compacted there and only their two
+// lengths are read back.
+struct AnchorSelection {
+  Tensor kept;              // i64 [V]: labels != ignored
+  Tensor kept_classes;      // class_dtype [V]: box_classes[matched] for foreground anchors, -1 for background
+  Tensor foreground;        // i64 [F]: labels == foreground
+  Tensor foreground_boxes;  // i64 [F]: matched, for each foreground anchor
+};
+// box_classes: i64 [G], the class of each box; class_dtype f32 or f64.
+AnchorSelection select_anchors(const MatchResult& match, const Tensor& box_classes, DType class_dtype);
 
 // torchvision's encoding: matched where labels == 1, -1 where 0, -2 where -1 (i64 [R]).
 Tensor torchvision_matches(const MatchResult& match);

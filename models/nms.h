@@ -15,7 +15,8 @@
 // Both return the kept indices (i64 [k]) in decreasing score order, tied scores by increasing index:
 // the order torchvision's nms and its offset-trick batched_nms return them in. (Its per-class path,
 // taken for more than 1000 boxes on the CPU, keeps the same set but may order tied scores differently:
-// its final sort by score is not stable.)
+// its final sort by score is not stable.) Boxes on a GPU give the same indices on that GPU: the overlaps
+// are computed there and the greedy walk over them runs on the host (models/nms.cpp).
 #pragma once
 #include "engine/tensor.h"
 

@@ -1,8 +1,7 @@
-// The loss in two halves:
+// The loss in two halves, both on the predictions' device:
 //   assign (no graph): IoU -> matcher -> index lists (kept anchors, foreground anchors), the class of
-//     each kept anchor (-1 for background) and the regression targets of the foreground ones; the
-//     one-hot class targets [V, K] are then made where the predictions live (on a GPU, only V numbers
-//     cross the bus instead of V x K);
+//     each kept anchor (-1 for background) and the regression targets of the foreground ones, then the
+//     one-hot class targets [V, K];
 //   score (graph): select the kept rows of the logits and the foreground rows of the deltas with
 //     index_select, and sum the focal and L1 losses, so the gradient flows back to exactly those rows
 //     (ignored anchors get none, background anchors only a classification gradient).
@@ -12,6 +11,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
@@ -37,31 +37,14 @@ ImageAssignment assign(const Tensor& anchors, const TargetBoxes& targets, const 
                        const BoxCoder& coder) {
   NoGradGuard no_grad;
   const MatchResult match = match_anchors(pairwise_iou(targets.boxes, anchors), matcher);
-  const std::vector<int64_t> matched = match.matched.to_vector<int64_t>();
-  const std::vector<int64_t> labels = match.labels.to_vector<int64_t>();
-  const std::vector<int64_t> box_classes = targets.labels.to_vector<int64_t>();
-
-  std::vector<int64_t> kept, foreground, foreground_boxes;
-  for (int64_t r = 0; r < static_cast<int64_t>(labels.size()); ++r) {
-    if (labels[r] == kIgnoredAnchor) continue;
-    kept.push_back(r);
-    if (labels[r] == kForegroundAnchor) {
-      foreground.push_back(r);
-      foreground_boxes.push_back(matched[r]);
-    }
-  }
+  AnchorSelection selection = select_anchors(match, targets.labels, anchors.dtype());
   ImageAssignment a;
-  a.num_foreground = static_cast<int64_t>(foreground.size());
-  a.kept = from_vector(kept, {static_cast<int64_t>(kept.size())});
-  a.foreground = from_vector(foreground, {a.num_foreground});
-  std::vector<double> kept_classes(kept.size(), -1.0);
-  for (std::size_t v = 0; v < kept.size(); ++v)
-    if (labels[kept[v]] == kForegroundAnchor)
-      kept_classes[v] = static_cast<double>(box_classes[matched[kept[v]]]);
-  a.kept_classes = from_vector(kept_classes, {static_cast<int64_t>(kept.size())}, anchors.options());
-  const Tensor matched_boxes =
-      index_select(targets.boxes, 0, from_vector(foreground_boxes, {a.num_foreground}));
-  a.delta_targets = coder.encode(index_select(anchors, 0, a.foreground), matched_boxes);
+  a.num_foreground = selection.foreground.numel();
+  a.kept = std::move(selection.kept);
+  a.kept_classes = std::move(selection.kept_classes);
+  a.foreground = std::move(selection.foreground);
+  a.delta_targets = coder.encode(index_select(anchors, 0, a.foreground),
+                                 index_select(targets.boxes, 0, selection.foreground_boxes));
   return a;
 }
 
@@ -129,19 +112,17 @@ RetinaNetLosses RetinaNetLoss::operator()(const Tensor& cls_logits, const Tensor
   check_inputs(cls_logits, bbox_deltas, anchors, targets);
   const int64_t num_images = cls_logits.size(0), num_anchors = cls_logits.size(1);
   const int64_t num_classes = cls_logits.size(2);
-  // The assignment is host loops over the anchors and boxes; its results go to the predictions' device,
-  // where the scoring (index_select, focal and L1 losses) and its gradient run.
-  const Device cpu = Device::cpu(), device = cls_logits.device();
-  const Tensor fixed_anchors = to_device(anchors.detach(), cpu);
+  // The assignment and the scoring both run where the predictions live; on a GPU only the lengths of
+  // the anchor lists come back to the host.
+  const Device device = cls_logits.device();
+  const Tensor fixed_anchors = to_device(anchors.detach(), device);
 
   std::vector<Tensor> cls_sums, box_sums;
   std::vector<int64_t> num_foreground;
   for (int64_t i = 0; i < num_images; ++i) {
-    const TargetBoxes host_targets{to_device(targets[i].boxes, cpu), to_device(targets[i].labels, cpu)};
-    ImageAssignment a = assign(fixed_anchors, host_targets, config_.matcher, box_coder_);
-    if (device.is_cuda())
-      for (Tensor* t : {&a.kept, &a.kept_classes, &a.foreground, &a.delta_targets})
-        *t = to_device(*t, device);
+    const TargetBoxes image_targets{to_device(targets[i].boxes.detach(), device),
+                                    to_device(targets[i].labels, device)};
+    const ImageAssignment a = assign(fixed_anchors, image_targets, config_.matcher, box_coder_);
     const int64_t num_kept = a.kept.numel();
     Tensor class_targets;  // one-hot [V, K]: kept_classes[v] == k
     {

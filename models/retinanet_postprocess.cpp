@@ -1,7 +1,8 @@
 // Postprocessing as plain loops over each image's rows of logits: per level a threshold pass collects
 // (score, index) candidates, a partial sort picks the top k (O(n log k)), and the survivors' anchors
 // and deltas are gathered for one decode call; then batched NMS and the final rescale/clip/filter. On a
-// GPU the scores and their top k are computed there (engine/ops/topk.h) and only the candidates move.
+// GPU the scores and their top k are computed there (engine/ops/topk.h), the survivors are gathered and
+// decoded there, and only the candidates and their boxes move to the host.
 #include "models/retinanet_postprocess.h"
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include "engine/dispatch.h"
 #include "engine/factory.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/shape.h"
 #include "engine/ops/topk.h"
 #include "engine/transfer.h"
 #include "models/nms.h"
@@ -128,30 +130,37 @@ LevelCandidates<T> device_candidates(const Tensor& logits, const std::vector<int
   return out;
 }
 
-// One image from its candidates: deltas [R, 4] and anchors [R, 4], contiguous rows of T on the host.
+// One image's candidates over all levels, in order: score, class and anchor of each.
 template <class T>
-Detections postprocess_image(const LevelCandidates<T>& levels, const T* deltas, const T* anchors,
-                             int64_t num_classes, const std::vector<int64_t>& num_per_level,
-                             const ImageSizes& size, const RetinaNetPostprocessConfig& config,
-                             const BoxCoder& coder) {
-  const TensorOptions options{dtype_of<T>()};
-  std::vector<T> scores, candidate_deltas, candidate_anchors;
-  std::vector<int64_t> labels;
+struct ImageCandidates {
+  std::vector<T> scores;
+  std::vector<int64_t> labels, anchors;
+};
+
+template <class T>
+ImageCandidates<T> flatten(const LevelCandidates<T>& levels, int64_t num_classes,
+                           const std::vector<int64_t>& num_per_level) {
+  ImageCandidates<T> out;
   int64_t level_start = 0;  // first anchor of the level
   for (std::size_t level = 0; level < levels.size(); ++level) {
     for (const auto& [score, j] : levels[level]) {
-      const int64_t anchor = level_start + j / num_classes;
-      scores.push_back(score);
-      labels.push_back(j % num_classes);
-      candidate_deltas.insert(candidate_deltas.end(), deltas + 4 * anchor, deltas + 4 * anchor + 4);
-      candidate_anchors.insert(candidate_anchors.end(), anchors + 4 * anchor, anchors + 4 * anchor + 4);
+      out.scores.push_back(score);
+      out.labels.push_back(j % num_classes);
+      out.anchors.push_back(level_start + j / num_classes);
     }
     level_start += num_per_level[level];
   }
+  return out;
+}
 
+// One image from its candidates and their decoded boxes [m, 4] (contiguous, on the host).
+template <class T>
+Detections postprocess_image(const ImageCandidates<T>& candidates, Tensor boxes, const ImageSizes& size,
+                             const RetinaNetPostprocessConfig& config) {
+  const TensorOptions options{dtype_of<T>()};
+  const std::vector<T>& scores = candidates.scores;
+  const std::vector<int64_t>& labels = candidates.labels;
   const int64_t m = static_cast<int64_t>(scores.size());
-  Tensor boxes = coder.decode(from_vector(candidate_deltas, {m, 4}, options),
-                              from_vector(candidate_anchors, {m, 4}, options));
   T* b = boxes.data<T>();
   if (config.clip_before_nms)
     for (int64_t i = 0; i < m; ++i)
@@ -200,24 +209,29 @@ std::vector<Detections> postprocess_detections(const Tensor& cls_logits, const T
   NoGradGuard no_grad;
   const BoxCoder coder(config.box_coder);
   const int64_t num_anchors = cls_logits.size(1), num_classes = cls_logits.size(2);
-  // Decoding and NMS are sequential host loops over a few thousand candidates. The scores are the bulk
-  // (R x K per image): on a GPU they are ranked there and only the top candidates come to the host.
-  const Device cpu = Device::cpu();
-  const bool on_gpu = cls_logits.device().is_cuda();
+  // The scores are the bulk (R x K per image): on a GPU they are ranked there and only the top candidates
+  // come to the host. Their boxes are decoded where the predictions live, and NMS, a sequential walk over
+  // a few thousand candidates, runs on the host.
+  const Device cpu = Device::cpu(), device = cls_logits.device();
+  const bool on_gpu = device.is_cuda();
   const Tensor logits = on_gpu ? cls_logits.detach() : cls_logits.detach().contiguous();
-  const Tensor deltas = to_device(bbox_deltas.detach(), cpu).contiguous();
-  const Tensor anchor_boxes = to_device(anchors.boxes.detach(), cpu).contiguous();
+  const Tensor deltas = bbox_deltas.detach();
+  const Tensor anchor_boxes = to_device(anchors.boxes.detach(), device);
   std::vector<Detections> detections;
   dispatch_floating(logits.dtype(), "postprocess_detections", [&](auto tag) {
     using T = decltype(tag);
     for (int64_t i = 0; i < cls_logits.size(0); ++i) {
-      const LevelCandidates<T> candidates =
+      const LevelCandidates<T> levels =
           on_gpu ? device_candidates<T>(logits.select(0, i), anchors.num_per_level, config)
                  : host_candidates<T>(logits.data<T>() + i * num_anchors * num_classes, num_classes,
                                       anchors.num_per_level, config);
-      detections.push_back(postprocess_image<T>(candidates, deltas.data<T>() + i * num_anchors * 4,
-                                                anchor_boxes.data<T>(), num_classes, anchors.num_per_level,
-                                                images[i], config, coder));
+      const ImageCandidates<T> candidates = flatten(levels, num_classes, anchors.num_per_level);
+      const Tensor rows = to_device(
+          from_vector(candidates.anchors, {static_cast<int64_t>(candidates.anchors.size())}), device);
+      const Tensor boxes =
+          coder.decode(index_select(deltas.select(0, i), 0, rows), index_select(anchor_boxes, 0, rows));
+      detections.push_back(
+          postprocess_image<T>(candidates, to_device(boxes, cpu).contiguous(), images[i], config));
     }
   });
   return detections;

@@ -15,7 +15,8 @@
 //
 // Candidates are ordered by score (ties: lower (anchor, class) index first) within each level and the
 // levels are concatenated P3 first, which fixes how NMS breaks ties between equal scores. This is plain
-// data processing on the CPU: the inputs are read without building a graph.
+// data processing, without a graph: on a GPU the scores are ranked and the candidates decoded there,
+// and NMS and what follows run on the host over the candidates alone.
 #pragma once
 #include <cstdint>
 #include <vector>

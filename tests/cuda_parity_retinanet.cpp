@@ -1,8 +1,9 @@
 // Part of test_cuda_parity (its main skips the whole binary without a GPU): a whole RetinaNet training
 // step and its inference on the GPU against the same model on the CPU. Two models built from the same seed
-// see the same image and boxes; the GPU one is moved with Module::to(Device). The anchor assignment and NMS
-// run on the host for both; everything else (backbone, FPN, head, focal and L1 losses, backward) runs on
-// the GPU. f64 throughout, so the comparison is of algorithms, not of f32 rounding orders.
+// see the same image and boxes; the GPU one is moved with Module::to(Device). On the GPU everything but
+// the final NMS walk runs there: backbone, FPN, head, the anchor assignment (IoU, matcher, anchor lists,
+// box encoding), focal and L1 losses, backward, and the ranking and decoding of detections. f64
+// throughout, so the comparison is of algorithms, not of f32 rounding orders.
 #include <doctest/doctest.h>
 
 #if defined(ICD_WITH_CUDA)

@@ -12,6 +12,7 @@
 
 #include "engine/autograd.h"
 #include "engine/factory.h"
+#include "engine/kernels/box_math.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/shape.h"
 #include "fixture.h"
@@ -270,6 +271,29 @@ TEST_CASE("matcher matches torchvision's Matcher: ties, low quality, the zero-ro
   }
 }
 
+TEST_CASE("select_anchors: the kept and foreground lists, classes and boxes of a match") {
+  MatchResult m{i64({0, 1, 1, 0, 2, 1}), i64({1, -1, 1, 0, 1, 1})};  // anchors 1: ignored, 3: background
+  const Tensor box_classes = i64({7, 3, 5});
+  for (DType dtype : kFloatTypes) {
+    const AnchorSelection s = select_anchors(m, box_classes, dtype);
+    CHECK(ints(s.kept) == std::vector<int64_t>{0, 2, 3, 4, 5});
+    CHECK(s.kept_classes.dtype() == dtype);
+    CHECK(values(s.kept_classes) == std::vector<double>{7, 3, -1, 5, 3});
+    CHECK(ints(s.foreground) == std::vector<int64_t>{0, 2, 4, 5});
+    CHECK(ints(s.foreground_boxes) == std::vector<int64_t>{0, 1, 2, 1});
+  }
+  const AnchorSelection none = select_anchors(MatchResult{i64({0, 0}), i64({0, -1})}, i64({}), DType::f32);
+  CHECK(ints(none.kept) == std::vector<int64_t>{0});
+  CHECK(values(none.kept_classes) == std::vector<double>{-1});
+  CHECK(none.foreground.numel() == 0);
+  CHECK(none.foreground_boxes.numel() == 0);
+
+  CHECK_THROWS_AS(select_anchors(m, box_classes, DType::i64), std::invalid_argument);
+  CHECK_THROWS_AS(select_anchors(m, zeros({3}, {DType::f64}), DType::f64), std::invalid_argument);
+  CHECK_THROWS_AS(select_anchors(MatchResult{i64({0}), i64({0, 1})}, box_classes, DType::f64),
+                  std::invalid_argument);
+}
+
 TEST_CASE("matcher rejects bad input") {
   CHECK_THROWS_AS(match_anchors(zeros({4}, {DType::f64})), std::invalid_argument);
   CHECK_THROWS_AS(match_anchors(f64({0.5, -0.1}, {1, 2})), std::invalid_argument);
@@ -307,6 +331,74 @@ TEST_CASE("NMS matches torchvision's nms and batched_nms, with tied scores (fixt
             ints(c.tensor("keep", DType::i64)));
       CHECK(ints(nms(boxes, scores, threshold)) == ints(c.tensor("keep_single_class", DType::i64)));
     }
+  }
+}
+
+namespace {
+
+// NMS the way the GPU does it, with its kernel bodies run on the CPU: sort by score (stable), build the
+// suppression mask word by word (kernels::nms_mask_word), walk it (kernels::nms_keep_from_mask).
+std::vector<int64_t> nms_by_mask(const Tensor& boxes, const Tensor& scores,
+                                 const std::vector<int64_t>& classes, double iou_threshold) {
+  const std::vector<double> b = values(boxes), s = values(scores);
+  const int64_t n = static_cast<int64_t>(s.size());
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return s[i] > s[j]; });
+  std::vector<double> sorted_boxes, areas;
+  std::vector<int64_t> sorted_classes;
+  for (int64_t i : order) {
+    sorted_boxes.insert(sorted_boxes.end(), b.begin() + 4 * i, b.begin() + 4 * i + 4);
+    areas.push_back(kernels::box_area(b.data() + 4 * i));
+    sorted_classes.push_back(classes[i]);
+  }
+  const int64_t words = kernels::nms_mask_words(n);
+  std::vector<uint64_t> mask(n * words), removed(words);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t w = 0; w < words; ++w)
+      mask[i * words + w] = kernels::nms_mask_word(sorted_boxes.data(), areas.data(), sorted_classes.data(),
+                                                   n, i, w, iou_threshold);
+  std::vector<int64_t> positions(n);
+  positions.resize(kernels::nms_keep_from_mask(mask.data(), n, removed.data(), positions.data()));
+  std::vector<int64_t> keep;
+  for (int64_t p : positions)
+    keep.push_back(order[p]);
+  return keep;
+}
+
+}  // namespace
+
+TEST_CASE("NMS through a suppression mask (the GPU's kernel bodies) keeps what greedy NMS keeps") {
+  for (const std::string name : {"nms_ties", "nms_random", "nms_random_0.3"}) {
+    const testing::FixtureCase c = fixture()[name];
+    const double threshold = c.params().at("iou_threshold").get<double>();
+    const Tensor boxes = c.tensor("boxes", DType::f64), scores = c.tensor("scores", DType::f64);
+    const std::vector<int64_t> classes = ints(c.tensor("classes", DType::i64));
+    INFO(name);
+    CHECK(nms_by_mask(boxes, scores, classes, threshold) == ints(c.tensor("keep", DType::i64)));
+    CHECK(nms_by_mask(boxes, scores, std::vector<int64_t>(classes.size(), 0), threshold) ==
+          ints(c.tensor("keep_single_class", DType::i64)));
+  }
+  // 200 boxes (four mask words, the last one partial) in three classes, crowded enough that boxes are
+  // suppressed across word boundaries; scores repeat, so ties decide too.
+  std::vector<double> b, s;
+  std::vector<int64_t> classes;
+  for (int64_t i = 0; i < 200; ++i) {
+    const double x = (i * 37) % 12, y = (i * 11) % 10, w = 10 + (i * 7) % 13, h = 10 + (i * 5) % 11;
+    b.insert(b.end(), {x, y, x + w, y + h});
+    s.push_back(static_cast<double>((i * 29) % 23));
+    classes.push_back(i % 3);
+  }
+  const Tensor boxes = f64(b, {200, 4}), scores = f64(s, {200});
+  for (double threshold : {0.3, 0.5, 0.7}) {
+    INFO("threshold " << threshold);
+    const std::vector<int64_t> kept = ints(batched_nms(boxes, scores, i64(classes), threshold));
+    CHECK(kept.size() < 150);
+    CHECK(*std::max_element(kept.begin(), kept.end()) >= 128);  // kept boxes beyond the first two words
+    CHECK(nms_by_mask(boxes, scores, classes, threshold) == kept);
+    CHECK(nms_by_mask(boxes, scores, std::vector<int64_t>(200, 0), threshold) ==
+          ints(nms(boxes, scores, threshold)));
   }
 }
 
@@ -403,8 +495,8 @@ TEST_CASE("loss: the EMA normaliser advances once per call and can be restored")
   CHECK_THROWS_AS(loss.set_normalizer(0.0), std::invalid_argument);
 
   // No boxes anywhere: every anchor is background, max(#fg, 1) = 1 enters the EMA, box loss 0.
-  std::vector<TargetBoxes> empty_targets(
-      3, TargetBoxes{zeros({0, 4}, {DType::f64}), zeros({0}, {DType::i64})});
+  std::vector<TargetBoxes> empty_targets(3,
+                                         TargetBoxes{zeros({0, 4}, {DType::f64}), zeros({0}, {DType::i64})});
   RetinaNetLoss fresh;
   const RetinaNetLosses none = fresh(in.cls_logits, in.bbox_deltas, in.anchors, empty_targets);
   CHECK(none.num_foreground == 0);
