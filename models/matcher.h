@@ -46,7 +46,7 @@ MatchResult match_anchors(const Tensor& iou, const MatcherConfig& config = {});
 // What a detector's loss reads of a match: the anchors that are not ignored and those in the foreground,
 // as increasing index lists, with the class each kept anchor learns and the box each foreground anchor
 // regresses to. On the match's device; on a GPU the lists are compacted there and only their two
-// lengths are read back.
+// lengths are read back here.
 struct AnchorSelection {
   Tensor kept;              // i64 [V]: labels != ignored
   Tensor kept_classes;      // class_dtype [V]: box_classes[matched] for foreground anchors, -1 for background

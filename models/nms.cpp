@@ -80,12 +80,12 @@ Tensor run_on_device(const char* op, const Tensor& boxes, const Tensor& scores, 
   const int64_t n = boxes.size(0);
   if (n == 0) return empty({0}, {DType::i64, boxes.device()});
   const ValuesIndices sorted = topk(scores.detach(), n);
-  const double best = to_device(sorted.values.narrow(0, 0, 1), Device::cpu()).to_vector<double>()[0];
-  if (std::isnan(best)) throw std::invalid_argument(std::string(op) + ": a score is NaN");
+  if (std::isnan(sorted.values.narrow(0, 0, 1).item()))  // NaN ranks first
+    throw std::invalid_argument(std::string(op) + ": a score is NaN");
   const std::vector<int64_t> positions =
       cuda_ops::nms_sorted(op, index_select(boxes.detach(), 0, sorted.indices).contiguous(),
                            index_select(classes, 0, sorted.indices).contiguous(), iou_threshold);
-  const std::vector<int64_t> order = to_device(sorted.indices, Device::cpu()).to_vector<int64_t>();
+  const std::vector<int64_t> order = sorted.indices.to_vector<int64_t>();
   std::vector<int64_t> keep(positions.size());
   for (std::size_t k = 0; k < positions.size(); ++k)
     keep[k] = order[static_cast<std::size_t>(positions[k])];

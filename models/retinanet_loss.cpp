@@ -112,8 +112,7 @@ RetinaNetLosses RetinaNetLoss::operator()(const Tensor& cls_logits, const Tensor
   check_inputs(cls_logits, bbox_deltas, anchors, targets);
   const int64_t num_images = cls_logits.size(0), num_anchors = cls_logits.size(1);
   const int64_t num_classes = cls_logits.size(2);
-  // The assignment and the scoring both run where the predictions live; on a GPU only the lengths of
-  // the anchor lists come back to the host.
+  // The assignment and the scoring both run where the predictions live.
   const Device device = cls_logits.device();
   const Tensor fixed_anchors = to_device(anchors.detach(), device);
 
