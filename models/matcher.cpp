@@ -99,6 +99,9 @@ AnchorSelection select_anchors(const MatchResult& match, const Tensor& box_class
   std::vector<double> kept_classes;
   for (int64_t r = 0; r < static_cast<int64_t>(labels.size()); ++r) {
     if (labels[r] == kIgnoredAnchor) continue;
+    if (labels[r] == kForegroundAnchor && !(matched[r] >= 0 && matched[r] < box_classes.size(0)))
+      throw std::out_of_range("select_anchors: anchor " + std::to_string(r) + " is matched to box " +
+                              std::to_string(matched[r]) + " of " + std::to_string(box_classes.size(0)));
     kept.push_back(r);
     kept_classes.push_back(labels[r] == kForegroundAnchor ? static_cast<double>(classes[matched[r]]) : -1.0);
     if (labels[r] == kForegroundAnchor) {

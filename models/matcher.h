@@ -53,7 +53,9 @@ struct AnchorSelection {
   Tensor foreground;        // i64 [F]: labels == foreground
   Tensor foreground_boxes;  // i64 [F]: matched, for each foreground anchor
 };
-// box_classes: i64 [G], the class of each box; class_dtype f32 or f64.
+// box_classes: i64 [G], the class of each box; class_dtype f32 or f64. The match must be over those G
+// boxes (as match_anchors makes it): the CPU throws std::out_of_range for a foreground anchor matched
+// outside [0, G); the GPU, which reads the lists back only after gathering, does not check.
 AnchorSelection select_anchors(const MatchResult& match, const Tensor& box_classes, DType class_dtype);
 
 // torchvision's encoding: matched where labels == 1, -1 where 0, -2 where -1 (i64 [R]).

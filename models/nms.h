@@ -16,7 +16,8 @@
 // the order torchvision's nms and its offset-trick batched_nms return them in. (Its per-class path,
 // taken for more than 1000 boxes on the CPU, keeps the same set but may order tied scores differently:
 // its final sort by score is not stable.) Boxes on a GPU give the same indices on that GPU: the overlaps
-// are computed there and the greedy walk over them runs on the host (models/nms.cpp).
+// are computed there and the greedy walk over them runs on the host (models/nms.cpp); the mask of all
+// pairs takes n^2 / 8 bytes on both (3 MB for the 5000 candidates of a RetinaNet image, 1.25 GB for 10^5).
 #pragma once
 #include "engine/tensor.h"
 

@@ -118,12 +118,21 @@ LevelCandidates<T> device_candidates(const Tensor& logits, const std::vector<int
   for (int64_t level_anchors : num_per_level) {
     const Tensor level_logits = logits.narrow(0, level_start, level_anchors);
     const Tensor scores = sigmoid(level_logits.reshape({level_anchors * logits.size(1)}));
-    const ValuesIndices top = topk(scores, config.topk_candidates);
-    const std::vector<T> values = to_device(top.values, Device::cpu()).template to_vector<T>();
-    const std::vector<int64_t> indices = to_device(top.indices, Device::cpu()).template to_vector<int64_t>();
+    // NaN scores rank first in topk but fail the threshold, which the host applies before ranking: so
+    // ask for as many more as there are NaNs among the top, until the top holds k numbers or everything.
+    std::vector<T> values;
+    std::vector<int64_t> indices;
+    for (int64_t k = config.topk_candidates;;) {
+      const ValuesIndices top = topk(scores, k);
+      values = top.values.template to_vector<T>();
+      indices = top.indices.to_vector<int64_t>();
+      const int64_t nans = std::count_if(values.begin(), values.end(), [](T v) { return std::isnan(v); });
+      if (nans == 0 || k - nans >= config.topk_candidates || k >= scores.numel()) break;
+      k = config.topk_candidates + nans;
+    }
     std::vector<std::pair<T, int64_t>> candidates;
     for (std::size_t r = 0; r < values.size(); ++r)
-      if (values[r] > threshold) candidates.emplace_back(values[r], indices[r]);  // NaN ranks first, fails
+      if (values[r] > threshold) candidates.emplace_back(values[r], indices[r]);  // NaN fails
     out.push_back(std::move(candidates));
     level_start += level_anchors;
   }

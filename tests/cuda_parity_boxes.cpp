@@ -1,12 +1,14 @@
 // Part of test_cuda_parity (its main skips the whole binary without a GPU): box geometry on the GPU
 // (engine/cuda/box.cu) against the CPU. IoU, the matcher, the anchor lists and NMS use only comparisons,
 // +, -, * and / (the kernels are built without FMA contraction), so they must agree exactly; encoding and
-// decoding call log and exp, whose last bits may differ between CUDA and the host's libm.
+// decoding call log and exp, whose last bits may differ between CUDA and the host's libm. And the
+// postprocessing's candidates when some scores are NaN.
 #include <doctest/doctest.h>
 
 #if defined(ICD_WITH_CUDA)
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "cuda_parity.h"
@@ -17,6 +19,7 @@
 #include "models/box_coder.h"
 #include "models/matcher.h"
 #include "models/nms.h"
+#include "models/retinanet_postprocess.h"
 
 using namespace icd;
 using testing::host_values;
@@ -25,13 +28,16 @@ using testing::scaled_difference;
 
 namespace {
 
-// n boxes with corners on a coarse grid (many equal IoUs, so ties matter) inside a 100 x 80 image,
-// some of them empty.
-Tensor grid_boxes(int64_t n, Generator& gen, DType dtype) {
+// n boxes inside a 100 x 80 image. On a coarse grid (exact: many equal IoUs, so ties matter, and some
+// empty boxes) or with fractional corners, whose IoUs round: a fused multiply-add on one device only
+// would show there.
+Tensor random_boxes(int64_t n, Generator& gen, DType dtype, bool on_grid) {
+  auto coordinate = [&](double cells) {
+    return on_grid ? std::floor(gen.uniform() * cells) * 4 : gen.uniform() * cells * 4;
+  };
   std::vector<double> v;
   for (int64_t i = 0; i < n; ++i) {
-    const double x = std::floor(gen.uniform() * 20) * 4, y = std::floor(gen.uniform() * 16) * 4;
-    const double w = std::floor(gen.uniform() * 8) * 4, h = std::floor(gen.uniform() * 8) * 4;
+    const double x = coordinate(20), y = coordinate(16), w = coordinate(8), h = coordinate(8);
     v.insert(v.end(), {x, y, x + w, y + h});
   }
   return from_vector(v, {n, 4}, {dtype});
@@ -48,9 +54,12 @@ Tensor class_ids(int64_t n, int64_t classes, Generator& gen) {
 
 TEST_CASE("pairwise IoU and the matcher on the GPU equal the CPU's, ties and empty boxes included") {
   Generator gen(31);
-  for (DType dtype : {DType::f32, DType::f64}) {
+  for (const auto& [dtype, on_grid] : {std::pair{DType::f32, true}, std::pair{DType::f64, true},
+                                       std::pair{DType::f32, false}, std::pair{DType::f64, false}}) {
     CAPTURE(dtype_name(dtype));
-    const Tensor anchors = grid_boxes(3000, gen, dtype), boxes = grid_boxes(9, gen, dtype);
+    CAPTURE(on_grid);
+    const Tensor anchors = random_boxes(3000, gen, dtype, on_grid),
+                 boxes = random_boxes(9, gen, dtype, on_grid);
     const Tensor iou = pairwise_iou(boxes, anchors);
     const Tensor gpu_iou = pairwise_iou(to_device(boxes, kGpu), to_device(anchors, kGpu));
     CHECK(gpu_iou.device() == kGpu);
@@ -88,7 +97,7 @@ TEST_CASE("box encoding and decoding on the GPU match the CPU to the last bits o
   for (DType dtype : {DType::f32, DType::f64}) {
     CAPTURE(dtype_name(dtype));
     const double tolerance = dtype == DType::f64 ? 1e-14 : 1e-6;
-    Tensor anchors = grid_boxes(500, gen, dtype), boxes = grid_boxes(500, gen, dtype);
+    Tensor anchors = random_boxes(500, gen, dtype, false), boxes = random_boxes(500, gen, dtype, false);
     anchors = add(anchors, from_vector(std::vector<double>{0, 0, 3, 3}, {1, 4}, {dtype}));  // no empty ones
     boxes = add(boxes, from_vector(std::vector<double>{0, 0, 2, 1}, {1, 4}, {dtype}));
     BoxCoderConfig config;
@@ -108,11 +117,13 @@ TEST_CASE("box encoding and decoding on the GPU match the CPU to the last bits o
 
 TEST_CASE("NMS on the GPU keeps the CPU's boxes in the CPU's order") {
   Generator gen(33);
-  for (DType dtype : {DType::f32, DType::f64}) {
+  for (const auto& [dtype, on_grid] : {std::pair{DType::f32, true}, std::pair{DType::f64, true},
+                                       std::pair{DType::f32, false}, std::pair{DType::f64, false}}) {
     CAPTURE(dtype_name(dtype));
+    CAPTURE(on_grid);
     for (int64_t n : {1, 63, 64, 65, 1500}) {
       CAPTURE(n);
-      const Tensor boxes = grid_boxes(n, gen, dtype);
+      const Tensor boxes = random_boxes(n, gen, dtype, on_grid);
       std::vector<double> s(n);
       for (double& v : s)
         v = std::floor(gen.uniform() * 50) / 50;  // tied scores
@@ -131,5 +142,33 @@ TEST_CASE("NMS on the GPU keeps the CPU's boxes in the CPU's order") {
   CHECK_THROWS_AS(nms(zeros({3, 4}, {DType::f64, kGpu}), to_device(from_vector(s, {3}), kGpu), 0.5),
                   std::invalid_argument);
   CHECK(nms(zeros({0, 4}, {DType::f32, kGpu}), zeros({0}, {DType::f32, kGpu}), 0.5).numel() == 0);
+}
+TEST_CASE("postprocessing on the GPU keeps the CPU's detections when some scores are NaN") {
+  // One level of 200 anchors x 3 classes, f64. Logits are well apart (steps of 0.25), so the ranking does
+  // not hinge on the last bit of sigmoid; 30 NaNs sit among them. With topk_candidates 20 the NaNs would
+  // crowd out real candidates if the GPU's ranking did not make room for them (the CPU drops NaN scores
+  // before ranking).
+  Generator gen(34);
+  const int64_t anchors = 200, classes = 3;
+  std::vector<double> logits(anchors * classes);
+  for (std::size_t i = 0; i < logits.size(); ++i)
+    logits[i] = -6.0 + 0.25 * static_cast<double>((i * 7919) % 48);
+  for (int i = 0; i < 30; ++i)
+    logits[static_cast<std::size_t>(i * 19 + 3)] = std::nan("");
+  const Tensor cls = from_vector(logits, {1, anchors, classes}, {DType::f64});
+  const Tensor deltas = mul(randn({1, anchors, 4}, gen, {DType::f64}), 0.1);
+  const Anchors a{random_boxes(anchors, gen, DType::f64, false), {anchors}};
+  const Tensor boxes = add(a.boxes, from_vector(std::vector<double>{0, 0, 4, 4}, {1, 4}, {DType::f64}));
+  const Anchors cpu_anchors{boxes, {anchors}}, gpu_anchors{to_device(boxes, kGpu), {anchors}};
+  RetinaNetPostprocessConfig config;
+  config.topk_candidates = 20;
+  const std::vector<ImageSizes> sizes = {{80, 100, 80, 100}};
+  const Detections cpu = postprocess_detections(cls, deltas, cpu_anchors, sizes, config)[0];
+  const Detections gpu =
+      postprocess_detections(to_device(cls, kGpu), to_device(deltas, kGpu), gpu_anchors, sizes, config)[0];
+  REQUIRE(cpu.labels.numel() > 0);
+  CHECK(host_values(gpu.labels) == host_values(cpu.labels));
+  CHECK(scaled_difference(cpu.scores, gpu.scores) < 1e-14);
+  CHECK(scaled_difference(cpu.boxes, gpu.boxes) < 1e-14);
 }
 #endif  // ICD_WITH_CUDA

@@ -1,11 +1,13 @@
 // Part of test_cuda_parity (its main skips the whole binary without a GPU): cat, stack and pad on CUDA
 // tensors, which the CUDA backend builds from its strided copy and fill kernels, against the CPU, forward
 // and backward. Copies are exact, so are the results. Also topk (CUB's radix sort against the CPU's
-// partial sort), whose results are exact too.
+// partial sort), whose results are exact too, NaNs of any sign and payload tied in index order.
 #include <doctest/doctest.h>
 
 #if defined(ICD_WITH_CUDA)
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <limits>
 #include <string>
@@ -86,6 +88,7 @@ TEST_CASE("topk on the GPU: the CPU's values and indices, ties, NaN and signed z
     v[9] = -std::numeric_limits<double>::quiet_NaN();
     v[11] = -0.0;
     v[12] = 0.0;
+    v[20] = std::bit_cast<double>(uint64_t{0x7ff8000100000000});  // a NaN with a payload that survives f32
     const Tensor x = from_vector(v, {70000}, {dtype});
     for (int64_t k : {0, 1, 1000, 70000, 80000}) {
       CAPTURE(k);

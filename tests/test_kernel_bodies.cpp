@@ -2,11 +2,14 @@
 // engine/kernels/elementwise_math.h, reached through its BinaryOp / UnaryOp name as the CUDA entry points
 // reach it, in f32 and f64; the strided offsets of views (engine/kernels/strided_index.h); strided maps,
 // copies and fills; the sum in the GPU's fixed order (engine/kernels/reduce_sum.h); the losses
-// (loss_math.h), the reductions along a dimension (reduce_dim.h) and the indexing ops (index_math.h).
+// (loss_math.h), the reductions along a dimension (reduce_dim.h), the indexing ops (index_math.h) and
+// the sort key of topk (sort_key.h).
 // All against values worked out by hand. Runs on every machine, GPU or not.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <set>
 #include <string>
@@ -19,6 +22,7 @@
 #include "engine/kernels/loss_math.h"
 #include "engine/kernels/reduce_dim.h"
 #include "engine/kernels/reduce_sum.h"
+#include "engine/kernels/sort_key.h"
 #include "engine/kernels/strided_index.h"
 #include "engine/kernels/unary_op.h"
 
@@ -807,4 +811,25 @@ TEST_CASE("bf16: every value round-trips; f32 rounds to nearest, ties to even; N
   // A NaN whose payload lies only in the dropped bits must not become infinity.
   CHECK(std::isnan(round_to_bf16(bits_float(0x7f800001u))));
   CHECK(std::isinf(round_to_bf16(-INFINITY)));
+}
+
+TEST_CASE("topk_key: -0 ties +0, every NaN is one bit pattern, other values are themselves") {
+  auto bits32 = [](float x) { return std::bit_cast<uint32_t>(x); };
+  auto bits64 = [](double x) { return std::bit_cast<uint64_t>(x); };
+  const float nan32 = topk_key(std::numeric_limits<float>::quiet_NaN());
+  CHECK(std::isnan(nan32));
+  CHECK(std::signbit(nan32) == false);
+  for (uint32_t pattern : {0x7fc00000u, 0xffc00000u, 0x7fc00007u, 0x7f800001u, 0xffffffffu})
+    CHECK(bits32(topk_key(std::bit_cast<float>(pattern))) == bits32(nan32));
+  const double nan64 = topk_key(std::numeric_limits<double>::quiet_NaN());
+  for (uint64_t pattern : {uint64_t{0x7ff8000000000000}, uint64_t{0xfff8000000000000},
+                           uint64_t{0x7ff8000100000000}, uint64_t{0x7ff0000000000001}})
+    CHECK(bits64(topk_key(std::bit_cast<double>(pattern))) == bits64(nan64));
+  CHECK(bits32(topk_key(-0.0f)) == bits32(0.0f));
+  CHECK(bits64(topk_key(-0.0)) == bits64(0.0));
+  for (double x : {-double(INFINITY), -2.5, -1e-300, 1e-300, 3.0, double(INFINITY)})
+    CHECK(bits64(topk_key(x)) == bits64(x));
+  CHECK(topk_before(nan64, 5, double(INFINITY), 0));                                     // NaN first
+  CHECK(topk_before(nan64, 2, topk_key(-std::numeric_limits<double>::quiet_NaN()), 3));  // NaNs tie: by index
+  CHECK_FALSE(topk_before(1.0, 4, 1.0, 3));
 }

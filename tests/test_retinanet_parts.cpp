@@ -292,6 +292,8 @@ TEST_CASE("select_anchors: the kept and foreground lists, classes and boxes of a
   CHECK_THROWS_AS(select_anchors(m, zeros({3}, {DType::f64}), DType::f64), std::invalid_argument);
   CHECK_THROWS_AS(select_anchors(MatchResult{i64({0}), i64({0, 1})}, box_classes, DType::f64),
                   std::invalid_argument);
+  CHECK_THROWS_AS(select_anchors(MatchResult{i64({3}), i64({1})}, box_classes, DType::f64),
+                  std::out_of_range);
 }
 
 TEST_CASE("matcher rejects bad input") {

@@ -42,8 +42,11 @@ class CublasHandles {
       ICD_CUBLAS_CHECK(cublas().create(&created));
       try {
         ICD_CUBLAS_CHECK(cublas().set_stream(created, stream));
-        // Explicit, although it is the default: no TF32 and no emulation (see blas.h, Precision).
-        ICD_CUBLAS_CHECK(cublas().set_math_mode(created, CUBLAS_DEFAULT_MATH));
+        // No TF32 and no emulation (see blas.h, Precision); and 16-bit GEMMs (autocast) must not add
+        // split-K partial sums in their 16-bit output type, so each result is rounded once from f32.
+        ICD_CUBLAS_CHECK(cublas().set_math_mode(
+            created, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
+                                               CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
       } catch (...) {
         cublas().destroy(created);
         throw;

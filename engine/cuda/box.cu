@@ -8,6 +8,7 @@
 // keeps the selected indices in increasing order, as the CPU's loop does.
 #include <cub/device/device_select.cuh>
 
+#include <algorithm>
 #include <climits>
 #include <stdexcept>
 #include <string>
@@ -227,7 +228,7 @@ AnchorSelectionCounts cuda_select_anchors(const char* op, DType dtype, const int
   std::size_t temp_bytes = 0;
   ICD_CUDA_CHECK(cub::DeviceSelect::Flagged(nullptr, temp_bytes, index.as<int64_t>(), kept_flag, kept,
                                             num_selected, n, stream));
-  DeviceBuffer temp(device, temp_bytes);
+  DeviceBuffer temp(device, std::max<std::size_t>(temp_bytes, 1));  // never null: null asks for the size
   ICD_CUDA_CHECK(cub::DeviceSelect::Flagged(temp.data(), temp_bytes, index.as<int64_t>(), kept_flag, kept,
                                             num_selected, n, stream));
   ICD_CUDA_CHECK(cub::DeviceSelect::Flagged(temp.data(), temp_bytes, index.as<int64_t>(), foreground_flag,

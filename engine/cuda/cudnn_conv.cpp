@@ -282,12 +282,14 @@ AlgorithmCache& algorithm_cache() {
   return cache;
 }
 
-// The first of cuDNN's ranked candidates that ran its heuristics successfully, keeps full precision and
-// needs at most kConvWorkspaceCap bytes. `workspace_size(algo, &bytes)` asks cuDNN for the workspace of
-// a candidate with the convolution descriptor set to the candidate's math type.
+// cuDNN's ranked candidates that ran their heuristics successfully, keep full precision and need at most
+// kConvWorkspaceCap bytes, in rank order. `workspace_size(algo, &bytes)` asks cuDNN for the workspace of a
+// candidate with the convolution descriptor set to the candidate's math type.
 template <class Perf, class WorkspaceSize>
-AlgorithmChoice pick(const char* op, Pass pass, const ConvProblem& p, const std::vector<Perf>& ranked,
-                     cudnnConvolutionDescriptor_t conv, WorkspaceSize workspace_size) {
+std::vector<AlgorithmChoice> viable(const char* op, Pass pass, const ConvProblem& p,
+                                    const std::vector<Perf>& ranked, cudnnConvolutionDescriptor_t conv,
+                                    WorkspaceSize workspace_size) {
+  std::vector<AlgorithmChoice> choices;
   std::size_t smallest_over_cap = 0;
   for (const Perf& perf : ranked) {
     if (perf.status != CUDNN_STATUS_SUCCESS) continue;
@@ -299,8 +301,9 @@ AlgorithmChoice pick(const char* op, Pass pass, const ConvProblem& p, const std:
       if (smallest_over_cap == 0 || bytes < smallest_over_cap) smallest_over_cap = bytes;
       continue;
     }
-    return {static_cast<int>(perf.algo), perf.mathType, bytes};
+    choices.push_back({static_cast<int>(perf.algo), perf.mathType, bytes});
   }
+  if (!choices.empty()) return choices;
   std::string why = "none of cuDNN's " + std::to_string(ranked.size()) + " ranked " + pass_name(pass) +
                     " algorithms runs in full precision within the workspace cap of " +
                     std::to_string(kConvWorkspaceCap >> 20) + " MiB";
@@ -308,65 +311,91 @@ AlgorithmChoice pick(const char* op, Pass pass, const ConvProblem& p, const std:
   throw std::runtime_error(std::string(op) + " (cuDNN): " + why + ", for " + describe(p));
 }
 
-// The cached choice for (pass, device, problem), or a new one from `choose()` (run under the handle lock).
-template <class Choose>
-AlgorithmChoice choice_for(Pass pass, int device, const ConvProblem& p, Choose choose) {
+// Runs one pass of a convolution: `call(choice, workspace, bytes)` queues it with an algorithm and returns
+// cuDNN's status. With the choice cached for (pass, device, problem); the first time, with each viable
+// candidate (`candidates()`, run under the handle lock) in rank order until one runs, which is cached.
+// The heuristics occasionally rank an algorithm that then reports NOT_SUPPORTED or EXECUTION_FAILED, or
+// whose workspace does not fit in the device's free memory; PyTorch walks its list for the same reason.
+template <class Candidates, class Call>
+void run_pass(const char* op, Pass pass, int device, const ConvProblem& p, cudnnConvolutionDescriptor_t conv,
+              Candidates candidates, Call call) {
+  auto attempt = [&](const AlgorithmChoice& choice) {
+    ICD_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, choice.math));
+    const DeviceBuffer workspace(device, choice.workspace);
+    return call(choice, workspace.data(), workspace.bytes());
+  };
   const ProblemKey key = key_of(pass, device, p);
-  if (std::optional<AlgorithmChoice> cached = algorithm_cache().find(key)) return *cached;
-  const AlgorithmChoice choice = choose();
-  algorithm_cache().insert(key, choice);
-  return choice;
+  if (std::optional<AlgorithmChoice> cached = algorithm_cache().find(key)) {
+    const cudnnStatus_t status = attempt(*cached);
+    if (status != CUDNN_STATUS_SUCCESS)
+      throw_cudnn_error(status, "the cached convolution algorithm", __FILE__, __LINE__);
+    return;
+  }
+  std::string failures;
+  for (const AlgorithmChoice& choice : candidates()) {
+    const std::string name = "algorithm " + std::to_string(choice.algorithm);
+    cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
+    try {
+      status = attempt(choice);
+    } catch (const std::runtime_error& error) {  // the workspace did not fit
+      failures += "; " + name + ": " + error.what();
+      continue;
+    }
+    if (status == CUDNN_STATUS_SUCCESS) {
+      algorithm_cache().insert(key, choice);
+      return;
+    }
+    if (status != CUDNN_STATUS_NOT_SUPPORTED && status != CUDNN_STATUS_EXECUTION_FAILED)
+      throw_cudnn_error(status, "the convolution", __FILE__, __LINE__);
+    failures += "; " + name + ": " + cudnnGetErrorString(status);
+  }
+  throw std::runtime_error(std::string(op) + " (cuDNN): every viable " + pass_name(pass) +
+                           " algorithm failed, for " + describe(p) + failures);
 }
 
-AlgorithmChoice choose_forward(const char* op, int device, const ConvProblem& p, cudnnHandle_t handle,
-                               const ConvDescriptors& d) {
-  return choice_for(Pass::forward, device, p, [&] {
-    int most = 0, returned = 0;
-    ICD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &most));
-    std::vector<cudnnConvolutionFwdAlgoPerf_t> ranked(most);
-    ICD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, d.x.get(), d.w.get(), d.conv.get(),
-                                                           d.y.get(), most, &returned, ranked.data()));
-    ranked.resize(returned);
-    return pick(op, Pass::forward, p, ranked, d.conv.get(),
+std::vector<AlgorithmChoice> forward_candidates(const char* op, const ConvProblem& p, cudnnHandle_t handle,
+                                                const ConvDescriptors& d) {
+  int most = 0, returned = 0;
+  ICD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &most));
+  std::vector<cudnnConvolutionFwdAlgoPerf_t> ranked(most);
+  ICD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, d.x.get(), d.w.get(), d.conv.get(),
+                                                         d.y.get(), most, &returned, ranked.data()));
+  ranked.resize(returned);
+  return viable(op, Pass::forward, p, ranked, d.conv.get(),
                 [&](cudnnConvolutionFwdAlgo_t algo, std::size_t* bytes) {
                   return cudnnGetConvolutionForwardWorkspaceSize(handle, d.x.get(), d.w.get(), d.conv.get(),
                                                                  d.y.get(), algo, bytes);
                 });
-  });
 }
 
-AlgorithmChoice choose_backward_data(const char* op, int device, const ConvProblem& p, cudnnHandle_t handle,
-                                     const ConvDescriptors& d) {
-  return choice_for(Pass::backward_data, device, p, [&] {
-    int most = 0, returned = 0;
-    ICD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &most));
-    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> ranked(most);
-    ICD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, d.w.get(), d.y.get(), d.conv.get(),
-                                                                d.x.get(), most, &returned, ranked.data()));
-    ranked.resize(returned);
-    return pick(op, Pass::backward_data, p, ranked, d.conv.get(),
+std::vector<AlgorithmChoice> backward_data_candidates(const char* op, const ConvProblem& p,
+                                                      cudnnHandle_t handle, const ConvDescriptors& d) {
+  int most = 0, returned = 0;
+  ICD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &most));
+  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> ranked(most);
+  ICD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, d.w.get(), d.y.get(), d.conv.get(),
+                                                              d.x.get(), most, &returned, ranked.data()));
+  ranked.resize(returned);
+  return viable(op, Pass::backward_data, p, ranked, d.conv.get(),
                 [&](cudnnConvolutionBwdDataAlgo_t algo, std::size_t* bytes) {
                   return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, d.w.get(), d.y.get(),
                                                                       d.conv.get(), d.x.get(), algo, bytes);
                 });
-  });
 }
 
-AlgorithmChoice choose_backward_filter(const char* op, int device, const ConvProblem& p, cudnnHandle_t handle,
-                                       const ConvDescriptors& d) {
-  return choice_for(Pass::backward_filter, device, p, [&] {
-    int most = 0, returned = 0;
-    ICD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &most));
-    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> ranked(most);
-    ICD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, d.x.get(), d.y.get(), d.conv.get(),
-                                                                  d.w.get(), most, &returned, ranked.data()));
-    ranked.resize(returned);
-    return pick(op, Pass::backward_filter, p, ranked, d.conv.get(),
+std::vector<AlgorithmChoice> backward_filter_candidates(const char* op, const ConvProblem& p,
+                                                        cudnnHandle_t handle, const ConvDescriptors& d) {
+  int most = 0, returned = 0;
+  ICD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &most));
+  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> ranked(most);
+  ICD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, d.x.get(), d.y.get(), d.conv.get(),
+                                                                d.w.get(), most, &returned, ranked.data()));
+  ranked.resize(returned);
+  return viable(op, Pass::backward_filter, p, ranked, d.conv.get(),
                 [&](cudnnConvolutionBwdFilterAlgo_t algo, std::size_t* bytes) {
                   return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, d.x.get(), d.y.get(),
                                                                         d.conv.get(), d.w.get(), algo, bytes);
                 });
-  });
 }
 
 }  // namespace
@@ -398,13 +427,13 @@ void cudnn_conv_forward(const char* op, int device, const ConvProblem& p, const 
   if (p.batch == 0) return;
   with_cudnn(device, [&](cudnnHandle_t handle) {
     const ConvDescriptors d(op, p);
-    const AlgorithmChoice choice = choose_forward(op, device, p, handle, d);
-    ICD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), choice.math));
-    const DeviceBuffer workspace(device, choice.workspace);
-    ICD_CUDNN_CHECK(
-        cudnnConvolutionForward(handle, one(p.dtype), d.x.get(), x, d.w.get(), weight, d.conv.get(),
-                                static_cast<cudnnConvolutionFwdAlgo_t>(choice.algorithm), workspace.data(),
-                                workspace.bytes(), zero(p.dtype), d.y.get(), y));
+    run_pass(
+        op, Pass::forward, device, p, d.conv.get(), [&] { return forward_candidates(op, p, handle, d); },
+        [&](const AlgorithmChoice& choice, void* workspace, std::size_t bytes) {
+          return cudnnConvolutionForward(handle, one(p.dtype), d.x.get(), x, d.w.get(), weight, d.conv.get(),
+                                         static_cast<cudnnConvolutionFwdAlgo_t>(choice.algorithm), workspace,
+                                         bytes, zero(p.dtype), d.y.get(), y);
+        });
     if (bias) {
       // y += bias, broadcast from [1, C_out, 1, 1].
       const TensorDescriptor bias_desc;
@@ -422,13 +451,15 @@ void cudnn_conv_backward_data(const char* op, int device, const ConvProblem& p, 
   if (p.batch == 0) return;
   with_cudnn(device, [&](cudnnHandle_t handle) {
     const ConvDescriptors d(op, p);
-    const AlgorithmChoice choice = choose_backward_data(op, device, p, handle, d);
-    ICD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), choice.math));
-    const DeviceBuffer workspace(device, choice.workspace);
-    ICD_CUDNN_CHECK(
-        cudnnConvolutionBackwardData(handle, one(p.dtype), d.w.get(), weight, d.y.get(), dy, d.conv.get(),
-                                     static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.algorithm),
-                                     workspace.data(), workspace.bytes(), zero(p.dtype), d.x.get(), dx));
+    run_pass(
+        op, Pass::backward_data, device, p, d.conv.get(),
+        [&] { return backward_data_candidates(op, p, handle, d); },
+        [&](const AlgorithmChoice& choice, void* workspace, std::size_t bytes) {
+          return cudnnConvolutionBackwardData(handle, one(p.dtype), d.w.get(), weight, d.y.get(), dy,
+                                              d.conv.get(),
+                                              static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.algorithm),
+                                              workspace, bytes, zero(p.dtype), d.x.get(), dx);
+        });
   });
 }
 
@@ -444,13 +475,15 @@ void cudnn_conv_backward_filter(const char* op, int device, const ConvProblem& p
   }
   with_cudnn(device, [&](cudnnHandle_t handle) {
     const ConvDescriptors d(op, p);
-    const AlgorithmChoice choice = choose_backward_filter(op, device, p, handle, d);
-    ICD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), choice.math));
-    const DeviceBuffer workspace(device, choice.workspace);
-    ICD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-        handle, one(p.dtype), d.x.get(), x, d.y.get(), dy, d.conv.get(),
-        static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algorithm), workspace.data(), workspace.bytes(),
-        zero(p.dtype), d.w.get(), dweight));
+    run_pass(
+        op, Pass::backward_filter, device, p, d.conv.get(),
+        [&] { return backward_filter_candidates(op, p, handle, d); },
+        [&](const AlgorithmChoice& choice, void* workspace, std::size_t bytes) {
+          return cudnnConvolutionBackwardFilter(
+              handle, one(p.dtype), d.x.get(), x, d.y.get(), dy, d.conv.get(),
+              static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algorithm), workspace, bytes, zero(p.dtype),
+              d.w.get(), dweight);
+        });
   });
 }
 

@@ -10,9 +10,10 @@
 // Algorithms: for each problem (pass, device, dtype, shapes and options) cuDNN's heuristics
 // (cudnnGet*Algorithm_v7, what PyTorch does unless benchmark mode is on) rank the algorithms; the first
 // that keeps full precision (f32: CUDNN_FMA_MATH only, never TF32 tensor cores, so that results agree
-// with the CPU backend; f64: any) and needs at most kConvWorkspaceCap bytes of workspace is taken, and
-// remembered for the rest of the process. The workspace comes from the device's caching allocator
-// (engine/cuda/device_memory.h) and goes back to it once the call is queued.
+// with the CPU backend; f64: any), needs at most kConvWorkspaceCap bytes of workspace and then runs
+// (an algorithm that reports NOT_SUPPORTED or EXECUTION_FAILED, or whose workspace does not fit, gives
+// way to the next) is taken, and remembered for the rest of the process. The workspace comes from the
+// device's caching allocator (engine/cuda/device_memory.h) and goes back to it once the call is queued.
 //
 // One cuDNN handle per device, created on first use and bound to the device's stream; cuDNN forbids two
 // threads from using one handle at once, so each call holds the device's handle lock while it queues its

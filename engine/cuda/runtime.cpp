@@ -26,7 +26,10 @@ CudaStatus probe() {
     return status;
   }
   cudaDeviceProp properties{};
-  if (cudaGetDeviceProperties(&properties, 0) == cudaSuccess) status.device_name = properties.name;
+  if (cudaGetDeviceProperties(&properties, 0) == cudaSuccess)
+    status.device_name = properties.name;
+  else
+    cudaGetLastError();  // no name then; clear the error, so no later check reports it
   cudnnHandle_t handle = nullptr;
   cudnnStatus_t cudnn = cudnnCreate(&handle);
   if (cudnn != CUDNN_STATUS_SUCCESS) {

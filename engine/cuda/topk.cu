@@ -4,6 +4,7 @@
 // device's caching allocator and go back once the work is queued (stream order keeps that safe).
 #include <cub/device/device_radix_sort.cuh>
 
+#include <algorithm>
 #include <climits>
 #include <stdexcept>
 #include <string>
@@ -48,7 +49,7 @@ void topk_typed(const char* op, const T* x, int64_t n, int64_t k, T* values, int
   ICD_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(
       nullptr, temp_bytes, keys.as<T>(), keys_sorted.as<T>(), order.as<int64_t>(), order_sorted.as<int64_t>(),
       static_cast<int>(n), 0, int(sizeof(T) * 8), stream));
-  DeviceBuffer temp(device, temp_bytes);
+  DeviceBuffer temp(device, std::max<std::size_t>(temp_bytes, 1));  // never null: null asks for the size
   ICD_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(
       temp.as<void>(), temp_bytes, keys.as<T>(), keys_sorted.as<T>(), order.as<int64_t>(),
       order_sorted.as<int64_t>(), static_cast<int>(n), 0, int(sizeof(T) * 8), stream));

@@ -4,9 +4,10 @@
 //
 // min_of / max_of are std::min / std::max to the letter ((b < a) ? b : a and (a < b) ? b : a), so a NaN
 // goes where the standard functions send it and each body keeps the exact semantics of the loop it
-// replaced, including which argument wins. engine/cuda/box.cu is compiled without FMA contraction, so
-// IoU, NMS overlap and the matcher's comparisons agree bit for bit between the two devices; encoding and
-// decoding call exp and log, whose last bit may differ between the host's libm and CUDA's.
+// replaced, including which argument wins. engine/cuda/box.cu and the host files that run these bodies
+// (models/box_coder.cpp, matcher.cpp, nms.cpp) are compiled without FMA contraction, so IoU, NMS overlap
+// and the matcher's comparisons agree bit for bit between the two devices; encoding and decoding call
+// exp and log, whose last bit may differ between the host's libm and CUDA's.
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -1,7 +1,8 @@
 // The key topk (engine/ops/topk.h) ranks a value by, the same on the CPU and in the GPU's radix sort:
-// -0 becomes +0 (they compare equal, so they must tie) and every NaN becomes the positive NaN, which ranks
-// above +inf. A radix sort orders raw bits: without this it would put -0 below +0 and a NaN with its sign
-// bit set below -inf.
+// -0 becomes +0 (they compare equal, so they must tie) and every NaN becomes the one positive quiet NaN,
+// which ranks above +inf. A radix sort orders raw bits: without this it would put -0 below +0, a NaN with
+// its sign bit set below -inf, and NaNs of different payloads in payload order rather than (tied) in
+// index order as the CPU does.
 #pragma once
 #include <cmath>
 
@@ -11,7 +12,8 @@ namespace icd::kernels {
 
 template <class T>
 ICD_HD T topk_key(T x) {
-  return (x != x || x == T(0)) ? std::abs(x) : x;
+  if (x != x) return static_cast<T>(NAN);  // one bit pattern for every NaN, whatever its sign and payload
+  return x == T(0) ? T(0) : x;
 }
 
 // Whether key a at index i ranks before key b at index j: NaN first, then larger values, then (ties)

@@ -420,7 +420,10 @@ Tensor conv2d_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, co
 
 // conv2d under autocast on CUDA tensors: the values of the rounded composition in conv2d below, with the
 // operands handed to cuDNN as 16-bit storage (`low`) so that it accumulates in f32 on tensor cores. The
-// conversions round to nearest even (engine/kernels/half_math.h), as round_to_precision does.
+// conversions round to nearest even (engine/kernels/half_math.h), as round_to_precision does. One
+// difference: cuDNN writes the convolution as 16-bit values and then adds the bias to them, rounding
+// twice where the CPU rounds conv + bias once (PyTorch's autocast adds its bias the same way), so with a
+// bias an output may differ from the CPU's by one 16-bit ulp.
 Tensor conv2d_cuda_16bit(const Tensor& x, const Tensor& weight, const Tensor& bias,
                          const Conv2dOptions& options, const ConvShape& s, DType low) {
   const Tensor x16 = x.detach().to(low), w16 = weight.detach().to(low);
