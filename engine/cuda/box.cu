@@ -114,31 +114,14 @@ __global__ void nms_mask_kernel(const T* sorted_boxes, const T* areas, const int
 
 #undef ICD_GRID_STRIDE
 
-void require_floating(const char* op, DType dtype) {
-  if (dtype != DType::f32 && dtype != DType::f64)
-    throw std::invalid_argument(std::string(op) + " (CUDA): dtype " + dtype_name(dtype) +
-                                " is not supported (f32 and f64 are)");
-}
-
-// Calls f(T{}) with T the C++ type of a floating dtype.
-template <class F>
-void dispatch(const char* op, DType dtype, F&& f) {
-  require_floating(op, dtype);
-  if (dtype == DType::f32)
-    f(float{});
-  else
-    f(double{});
-}
-
 }  // namespace
 
 void cuda_pairwise_iou(const char* op, DType dtype, const void* a, int64_t n, const void* b, int64_t m,
                        void* iou, int device) {
-  require_floating(op, dtype);
   use_device(op, device);
   if (n == 0 || m == 0) return;
   cudaStream_t stream = cuda_stream(device);
-  dispatch(op, dtype, [&](auto tag) {
+  dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
     DeviceBuffer areas(device, sizeof(T) * (n + m));
     const T *pa = static_cast<const T*>(a), *pb = static_cast<const T*>(b);
@@ -152,10 +135,9 @@ void cuda_pairwise_iou(const char* op, DType dtype, const void* a, int64_t n, co
 
 void cuda_encode_boxes(const char* op, DType dtype, const kernels::BoxCodingWeights& weights,
                        const void* anchors, const void* boxes, int64_t n, void* deltas, int device) {
-  require_floating(op, dtype);
   use_device(op, device);
   if (n == 0) return;
-  dispatch(op, dtype, [&](auto tag) {
+  dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
     encode_kernel<<<grid_blocks(n), kBlockThreads, 0, cuda_stream(device)>>>(
         weights, static_cast<const T*>(anchors), static_cast<const T*>(boxes), n, static_cast<T*>(deltas));
@@ -165,10 +147,9 @@ void cuda_encode_boxes(const char* op, DType dtype, const kernels::BoxCodingWeig
 
 void cuda_decode_boxes(const char* op, DType dtype, const kernels::BoxCodingWeights& weights,
                        const void* deltas, const void* anchors, int64_t n, void* boxes, int device) {
-  require_floating(op, dtype);
   use_device(op, device);
   if (n == 0) return;
-  dispatch(op, dtype, [&](auto tag) {
+  dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
     decode_kernel<<<grid_blocks(n), kBlockThreads, 0, cuda_stream(device)>>>(
         weights, static_cast<const T*>(deltas), static_cast<const T*>(anchors), n, static_cast<T*>(boxes));
@@ -179,11 +160,10 @@ void cuda_decode_boxes(const char* op, DType dtype, const kernels::BoxCodingWeig
 void cuda_match_anchors(const char* op, DType dtype, const void* iou, int64_t num_boxes, int64_t num_anchors,
                         double background_below, double foreground_from, bool allow_low_quality_matches,
                         int64_t* matched, int64_t* labels, int device) {
-  require_floating(op, dtype);
   use_device(op, device);
   if (num_boxes == 0 || num_anchors == 0) return;
   cudaStream_t stream = cuda_stream(device);
-  dispatch(op, dtype, [&](auto tag) {
+  dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
     const T* m = static_cast<const T*>(iou);
     DeviceBuffer highest(device, sizeof(T) * num_boxes), invalid(device, sizeof(int));
@@ -208,7 +188,6 @@ AnchorSelectionCounts cuda_select_anchors(const char* op, DType dtype, const int
                                           const int64_t* matched, const int64_t* box_classes,
                                           int64_t num_anchors, int64_t* kept, void* kept_classes,
                                           int64_t* foreground, int64_t* foreground_boxes, int device) {
-  require_floating(op, dtype);
   if (num_anchors >= INT_MAX)
     throw std::invalid_argument(std::string(op) + " (CUDA): " + std::to_string(num_anchors) +
                                 " anchors exceed CUB's 32-bit item count");
@@ -237,7 +216,7 @@ AnchorSelectionCounts cuda_select_anchors(const char* op, DType dtype, const int
   copy_device_to_host(host_counts, num_selected, sizeof(host_counts), device);
   counts.kept = host_counts[0];
   counts.foreground = host_counts[1];
-  dispatch(op, dtype, [&](auto tag) {
+  dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
     if (counts.kept > 0)
       kept_classes_kernel<<<grid_blocks(counts.kept), kBlockThreads, 0, stream>>>(
@@ -253,13 +232,12 @@ AnchorSelectionCounts cuda_select_anchors(const char* op, DType dtype, const int
 std::vector<int64_t> cuda_nms_sorted(const char* op, DType dtype, const void* sorted_boxes,
                                      const int64_t* sorted_classes, int64_t n, double iou_threshold,
                                      int device) {
-  require_floating(op, dtype);
   use_device(op, device);
   if (n == 0) return {};
   cudaStream_t stream = cuda_stream(device);
   const int64_t words = kernels::nms_mask_words(n);
   std::vector<uint64_t> mask(static_cast<std::size_t>(n * words));
-  dispatch(op, dtype, [&](auto tag) {
+  dispatch_floating(dtype, op, [&](auto tag) {
     using T = decltype(tag);
     const T* boxes = static_cast<const T*>(sorted_boxes);
     DeviceBuffer areas(device, sizeof(T) * n), device_mask(device, sizeof(uint64_t) * n * words);
