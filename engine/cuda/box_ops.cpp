@@ -33,8 +33,9 @@ int64_t* indices_of(Tensor& t) {
 }  // namespace
 
 void pairwise_iou(const char* op, const Tensor& a, const Tensor& b, Tensor& iou) {
-  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"a", &a}, {"b", &b}, {"iou", &iou}})
-    require_contiguous(op, name, *t);
+  require_contiguous(op, "a", a);
+  require_contiguous(op, "b", b);
+  require_contiguous(op, "iou", iou);
   cuda::cuda_pairwise_iou(op, a.dtype(), a.raw_data(), a.size(0), b.raw_data(), b.size(0), iou.raw_data(),
                           iou.device().index);
 }
