@@ -1,23 +1,28 @@
-// distill_retinanet: the main experiment. Trains a student RetinaNet (ResNet-18 FPN) from the same
-// initialisation and seed without distillation (the baseline), with instance-conditional distillation
-// (ICD, the method of Kang et al., NeurIPS 2021) and optionally with FitNet feature imitation, all from
-// one frozen teacher (ResNet-50 FPN), evaluates every model with the COCO protocol and prints one table.
+// distill_retinanet: the main experiment. Trains a student RetinaNet (ResNet-18 FPN) several ways from the
+// same initialisation, seed, data order and schedule, all from one frozen teacher (ResNet-50 FPN):
+// alone (the baseline), alone but starting from the teacher's FPN and head (inheriting), with
+// instance-conditional distillation (ICD, Kang et al., NeurIPS 2021) with and without inheriting, and with
+// the FitNet and FGFI imitation baselines (apps/common/student_arms.h). Evaluates every model with the COCO
+// protocol and prints one table, with each arm's gain over the baseline and ICD's over inheriting alone.
 //
 // With no flags it runs the whole default experiment: builds the built-in dataset if it is not cached,
-// trains the teacher if runs/teacher-default has no checkpoint, then the students, then the table.
+// trains the teacher if runs/teacher-default holds no finished one, pretrains ICD's decoder on the frozen
+// teacher once (cached beside it: apps/common/decoder_pretraining.h), then the students, then the table.
 //
-// Read first: distill/objectives.h (the teacher-student wiring), distill/icd_module.h (the method),
-// apps/common/trainer.h (the loop), apps/common/experiment.h (what the presets choose).
+// Read first: apps/common/student_arms.h (the arms), distill/objectives.h (the teacher-student wiring),
+// distill/icd_module.h (the method), apps/common/trainer.h (the loop), apps/common/experiment.h (what the
+// presets choose).
 //
 //   ./build/apps/distill_retinanet                               # the default experiment
 //   ./build/apps/distill_retinanet --preset tiny                 # every stage in a few minutes
-//   ./build/apps/distill_retinanet --methods none,icd,fitnet --seeds 1,2
+//   ./build/apps/distill_retinanet --methods none,inherit,icd,icd-no-inherit,fitnet,fgfi --seeds 1,2
 //   ./build/apps/distill_retinanet --teacher runs/teacher-default/checkpoint.safetensors --methods icd
-//   ./build/apps/distill_retinanet --resume                      # continue interrupted runs
+//   ./build/apps/distill_retinanet --resume                      # continue; finished runs are kept
 //   ./build/apps/distill_retinanet --preset large --device cuda --precision bf16   # on a GPU
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -25,13 +30,12 @@
 #include <iostream>
 #include <map>
 
-#include "apps/common/attention_pictures.h"
 #include "apps/common/device_flag.h"
 #include "apps/common/experiment.h"
+#include "apps/common/plot.h"
 #include "apps/common/progress.h"
 #include "apps/common/run_folder.h"
-#include "apps/common/trainer.h"
-#include "distill/objectives.h"
+#include "apps/common/student_arms.h"
 #include "engine/autocast.h"
 
 using namespace icd;
@@ -55,16 +59,6 @@ FakeInstancePrior training_prior(const CocoDataset& train) {
   return FakeInstancePrior::from_annotations(images, train.num_classes());
 }
 
-std::optional<CocoEvalResult> read_eval(const std::string& path) {
-  if (!std::filesystem::exists(path)) return std::nullopt;
-  std::ifstream in(path);
-  nlohmann::json j = nlohmann::json::parse(in);
-  CocoEvalResult r;
-  for (int i = 0; i < 12; ++i)
-    r.stats[i] = j.at("stats").at(i).get<double>();
-  return r;
-}
-
 // printf into a string (the table goes to the terminal and to a file).
 template <typename... Args>
 void append(std::string& out, const char* format, Args... args) {
@@ -75,7 +69,7 @@ void append(std::string& out, const char* format, Args... args) {
 
 void append_row(std::string& out, const std::string& name, const std::array<double, 6>& values,
                 const std::array<double, 6>* spread) {
-  append(out, "%-22s", name.c_str());
+  append(out, "%-28s", name.c_str());
   for (int i = 0; i < 6; ++i) {
     if (values[i] < 0)
       append(out, " %12s", "n/a");  // COCO's -1: no ground truth in that area range
@@ -87,63 +81,127 @@ void append_row(std::string& out, const std::string& name, const std::array<doub
   out += "\n";
 }
 
+// One arm's outcomes over the seeds (a failed seed holds its error instead).
+struct ArmResults {
+  std::vector<ArmOutcome> outcomes;
+  std::vector<std::pair<uint64_t, std::string>> failures;  // seed, what went wrong
+};
+
+// Mean and spread (half the range) of the seeds' rows.
+std::pair<std::array<double, 6>, std::array<double, 6>> mean_and_spread(const std::vector<ArmOutcome>& runs) {
+  std::array<double, 6> mean{}, spread{};
+  for (int i = 0; i < 6; ++i) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (const ArmOutcome& run : runs)
+      mean[i] += run.row[i] / static_cast<double>(runs.size()), lo = std::min(lo, run.row[i]),
+                                                                hi = std::max(hi, run.row[i]);
+    spread[i] = (hi - lo) / 2;
+  }
+  return {mean, spread};
+}
+
+void append_specificity(std::string& out, const std::string& label, const AttentionSpecificity& s) {
+  append(out, "  %-40s %6.2f  %6.2f  (%lld instances)\n", label.c_str(), s.overall, s.cross,
+         static_cast<long long>(s.num_queries));
+}
+
+// AP over training of every run in one picture: the val_AP records of each run's metrics.jsonl.
+void plot_ap_over_time(const std::vector<StudentArm>& arms, const std::map<std::string, ArmResults>& results,
+                       const std::string& png_path) {
+  std::vector<nlohmann::json> records;
+  std::vector<std::string> series;
+  for (const StudentArm& arm : arms)
+    for (const ArmOutcome& run : results.at(arm.name).outcomes) {
+      const std::string name = arm.name + " " + run.run_dir.substr(run.run_dir.rfind('-') + 1);
+      series.push_back(name);
+      for (const nlohmann::json& r : RunFolder(run.run_dir).read_metrics())
+        if (r.contains("val_AP")) records.push_back({{"step", r.at("step")}, {name, r.at("val_AP")}});
+    }
+  if (!records.empty())
+    plot_metrics(records, series, "validation AP (first 100 val images) over training", png_path, 1);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
       "Distil a RetinaNet student from a RetinaNet teacher with ICD, and compare with the baselines"};
-  std::string preset_name = "default", teacher_path, methods_text = "none,icd", seeds_text = "1,2",
-              runs_dir = "runs", device = "auto", precision = "f32";
+  std::string preset_name = "default", teacher_path, methods_text, seeds_text, runs_dir = "runs",
+              device = "auto", precision = "f32";
   std::string train_json, val_json;
-  int64_t iterations = 0;
+  int64_t iterations = 0, pretrain_iterations = -1, icd_warmup = -1;
+  double icd_lr = 0, pretrain_lr = 0;
   int threads = omp_get_max_threads();
-  bool resume = false, skip_bad_images = false, no_inherit = false, no_imagenet = false;
+  bool resume = false, skip_bad_images = false, no_imagenet = false;
+  std::string arm_list;
+  for (const StudentArm& arm : student_arms())
+    arm_list += (arm_list.empty() ? "" : ", ") + arm.name;
   app.add_option("--preset", preset_name, "tiny, default or large")->capture_default_str();
   app.add_option("--teacher", teacher_path, "teacher checkpoint (default: trained into runs/teacher-PRESET)");
-  app.add_option("--methods", methods_text, "comma-separated: none (the baseline), icd, fitnet")
-      ->capture_default_str();
-  app.add_option("--seeds", seeds_text, "comma-separated student seeds (several give the spread)")
-      ->capture_default_str();
+  app.add_option("--methods", methods_text,
+                 "comma-separated arms (" + arm_list + "); default: the preset's (" +
+                     ExperimentPreset{}.default_arms + ")");
+  app.add_option("--seeds", seeds_text,
+                 "comma-separated student seeds (several give the spread); default: the "
+                 "preset's");
   app.add_option("--runs", runs_dir, "folder for the run folders")->capture_default_str();
   app.add_option("--train-json", train_json, "COCO training annotations (default: the built-in dataset)");
   app.add_option("--val-json", val_json, "COCO validation annotations");
-  app.add_option("--iterations", iterations, "override the preset's iterations (teacher and students)");
+  app.add_option("--iterations", iterations,
+                 "override the preset's iterations (a teacher still to train and the students)");
+  app.add_option(
+      "--decoder-pretraining", pretrain_iterations,
+      "iterations of ICD decoder pretraining on the frozen teacher (0: none; default: the preset's)");
+  app.add_option("--pretrain-lr", pretrain_lr,
+                 "learning rate of decoder pretraining (default: the preset's)");
+  app.add_option("--icd-warmup", icd_warmup,
+                 "iterations with the student's features detached from the ICD loss (default: the preset's)");
+  app.add_option("--icd-lr", icd_lr, "learning rate of the distillers' AdamW (default: the preset's)");
   app.add_option("--threads", threads, "CPU threads")->capture_default_str();
   app.add_flag("--skip-bad-images", skip_bad_images,
                "skip unreadable images with a warning instead of stopping");
-  app.add_flag("--resume", resume, "continue interrupted runs from their checkpoints");
-  app.add_flag("--no-inherit", no_inherit, "do not copy the teacher's FPN and head into the ICD student");
+  app.add_flag("--resume", resume,
+               "continue interrupted runs from their checkpoints; finished ones are read back, not redone");
   app.add_flag("--no-imagenet", no_imagenet, "train the teacher's backbone from random weights");
   add_device_flag(app, device);
   add_precision_flag(app, precision);
   CLI11_PARSE(app, argc, argv);
   omp_set_num_threads(threads);
 
-  std::vector<std::string> methods;
-  for (std::string m; const auto& part : CLI::detail::split(methods_text, ',')) {
-    m = part;
-    if (m != "none" && m != "icd" && m != "fitnet") {
-      std::cerr << "distill_retinanet: unknown method '" << m << "' (none, icd, fitnet)\n";
-      return 2;
-    }
-    methods.push_back(m);
-  }
-  std::vector<uint64_t> seeds;
-  for (const auto& part : CLI::detail::split(seeds_text, ','))
-    seeds.push_back(std::stoull(part));
-
   try {
     const Device where = use_device_flag(device);
     ProgressLine clock("experiment", 1, 1);
     DatasetSplits data = load_datasets(preset_name, train_json, val_json);
     ExperimentPreset preset = experiment_preset(preset_name, data.train->num_classes());
-    if (iterations > 0) preset.teacher_training.iterations = preset.student_training.iterations = iterations;
+    const std::vector<StudentArm> arms =
+        parse_student_arms(methods_text.empty() ? preset.default_arms : methods_text);
+    std::vector<uint64_t> seeds;
+    for (const auto& part : CLI::detail::split(seeds_text.empty() ? preset.default_seeds : seeds_text, ','))
+      seeds.push_back(std::stoull(part));
+    DistillationRecipe& recipe = preset.distillation;
+    if (iterations > 0) {
+      preset.teacher_training.iterations = preset.student_training.iterations = iterations;
+      recipe.optimizer.iterations = iterations;
+      recipe.icd_warmup_iterations = std::min<int64_t>(1000, iterations / 5);
+    }
+    if (pretrain_iterations >= 0) recipe.decoder_pretraining.iterations = pretrain_iterations;
+    if (pretrain_lr > 0) recipe.decoder_pretraining.lr = pretrain_lr;
+    if (icd_warmup >= 0) recipe.icd_warmup_iterations = icd_warmup;
+    if (icd_lr > 0) recipe.optimizer.lr = icd_lr;
 
-    // 1. The teacher.
-    std::string teacher_run = runs_dir + "/teacher-" + preset_name;
+    // 1. The teacher. A finished one (its folder has eval.json) is never trained, extended or evaluated
+    // again; an unfinished one continues only when asked to.
+    const std::string teacher_run = runs_dir + "/teacher-" + preset_name;
     if (teacher_path.empty()) {
       teacher_path = teacher_run + "/checkpoint.safetensors";
-      if (!std::filesystem::exists(teacher_path) || resume) {
+      const bool finished =
+          std::filesystem::exists(teacher_path) && std::filesystem::exists(teacher_run + "/eval.json");
+      if (finished) {
+        std::cout << "== the teacher " << teacher_path << " is finished: it is used as it is\n";
+      } else {
+        if (std::filesystem::exists(teacher_path) && !resume)
+          throw std::runtime_error(teacher_run + " holds an unfinished teacher (no eval.json): --resume " +
+                                   "continues it, or remove the folder to start again");
         std::cout << "== training the teacher into " << teacher_run << "\n";
         TrainOptions options = preset.teacher_training;
         options.resume = resume;
@@ -155,126 +213,144 @@ int main(int argc, char** argv) {
     }
     std::unique_ptr<RetinaNet> teacher = load_retinanet(teacher_path);
     teacher->to(where);
-    const std::string teacher_eval_path =
-        std::filesystem::path(teacher_path).parent_path().string() + "/eval.json";
-    std::optional<CocoEvalResult> teacher_eval = read_eval(teacher_eval_path);
+    const std::string teacher_dir = std::filesystem::path(teacher_path).parent_path().string();
+    const std::string teacher_eval_path = teacher_dir + "/eval.json";
+    std::optional<CocoEvalResult> teacher_eval = read_eval_json(teacher_eval_path);
     if (!teacher_eval) {
       std::cout << "== evaluating the teacher " << teacher_path << "\n";
       teacher_eval = evaluate_detector(*teacher, *data.val, preset.evaluation);
       write_file_atomically(teacher_eval_path, coco_eval_to_json(*teacher_eval).dump(2) + "\n");
     }
 
-    // 2. The students: one run per (method, seed), every method of a seed from the same initial weights.
+    // 2. ICD's decoder, pretrained once on the frozen teacher for every ICD run.
     FakeInstancePrior prior = training_prior(*data.train);
-    std::map<std::string, std::vector<std::array<double, 6>>> rows;
+    std::optional<PretrainedDecoder> pretrained;
+    const bool any_icd = std::any_of(arms.begin(), arms.end(),
+                                     [](const StudentArm& a) { return a.distiller == DistillerKind::icd; });
+    if (any_icd && recipe.decoder_pretraining.iterations > 0) {
+      std::cout << "== ICD decoder pretraining on the frozen teacher\n";
+      Generator gen(recipe.decoder_pretraining.seed);
+      InstanceConditionalDistiller distiller(
+          recipe.icd_config(data.train->num_classes(), preset.teacher.fpn_channels,
+                            preset.student.fpn_channels),
+          prior, gen);
+      distiller.to(teacher->parameters().front().dtype());
+      distiller.to(where);
+      pretrained = pretrain_decoder(distiller, *teacher, *data.train, *data.val, recipe.decoder_pretraining,
+                                    file_identity(teacher_path), teacher_dir + "/decoder-pretraining");
+      std::printf(
+          "decoder pretraining: aux_conf %.3f (a constant guess: %.3f); attention specificity %.2f -> "
+          "%.2f (other boxes %.2f -> %.2f)\n",
+          pretrained->final_aux_conf, pretrained->constant_aux_conf, pretrained->before.overall,
+          pretrained->after.overall, pretrained->before.cross, pretrained->after.cross);
+    }
+
+    // 3. The students: one run per (arm, seed); a failed run is reported and the others still run.
+    StudentRunContext context{.preset = &preset,
+                              .data = &data,
+                              .teacher = teacher.get(),
+                              .teacher_path = teacher_path,
+                              .prior = &prior,
+                              .pretrained_decoder = pretrained ? &*pretrained : nullptr,
+                              .training = preset.student_training,
+                              .runs_dir = runs_dir};
+    context.training.resume = resume;
+    context.training.skip_unreadable_images = skip_bad_images;
+    context.training.device = where;
+    context.training.precision = parse_precision(precision);
+    std::map<std::string, ArmResults> results;
     for (uint64_t seed : seeds) {
-      for (const std::string& method : methods) {
-        const std::string name = "student-" + method + "-" + preset_name + "-s" + std::to_string(seed);
-        std::cout << "== " << name << "\n";
-        RunFolder run(runs_dir + "/" + name);
-        TrainOptions options = preset.student_training;
-        options.seed = seed;
-        options.resume = resume;
-        options.skip_unreadable_images = skip_bad_images;
-        options.device = where;
-        options.precision = parse_precision(precision);
-        Generator gen(seed);
-        RetinaNet student(preset.student, gen);
-        student.to(where);  // before inheriting from the teacher, which lives there
-        std::unique_ptr<TrainingObjective> objective;
-        DistillerOptimizerConfig optimizer{.iterations = options.iterations};
-        nlohmann::json config{{"app", "distill_retinanet"}, {"preset", preset_name},
-                              {"method", method},           {"seed", seed},
-                              {"teacher", teacher_path},    {"student", to_json(preset.student)},
-                              {"device", where.str()},      {"precision", precision}};
-        if (method == "none") {
-          objective = std::make_unique<DetectionObjective>();
-        } else if (method == "icd") {
-          IcdConfig icd{.num_classes = data.train->num_classes(),
-                        .hidden_dim = preset.teacher.fpn_channels,
-                        .student_channels = preset.student.fpn_channels,
-                        .num_heads = 8,
-                        .ffn_dim = 4 * preset.teacher.fpn_channels,
-                        .warmup_iterations = std::min<int64_t>(1000, options.iterations / 5)};
-          objective = std::make_unique<IcdObjective>(*teacher, icd, prior, optimizer, seed);
-          options.clip_value = 1.0;  // the distillation config clips the student's gradients per element
-          if (!no_inherit) {
-            std::vector<std::string> copied = inherit_from_teacher(student, *teacher);
-            std::cout << "inherited " << copied.size() << " FPN and head tensors from the teacher\n";
-            config["inherited"] = copied.size();
-          }
-          config["warmup_iterations"] = icd.warmup_iterations;
-          prior.save(run.file("fake_instance_prior.json"));
-        } else {
-          objective =
-              std::make_unique<FitNetObjective>(*teacher,
-                                                FitNetConfig{.student_channels = preset.student.fpn_channels,
-                                                             .teacher_channels = preset.teacher.fpn_channels},
-                                                optimizer, seed);
+      for (const StudentArm& arm : arms) {
+        std::cout << "== " << student_run_dir(context, arm, seed) << " (" << arm.description << ")\n";
+        try {
+          results[arm.name].outcomes.push_back(run_student_arm(arm, seed, context));
+        } catch (const std::exception& e) {
+          std::cerr << "distill_retinanet: " << arm.name << " seed " << seed << " failed: " << e.what()
+                    << "\n";
+          results[arm.name].failures.emplace_back(seed, e.what());
         }
-        run.write_config(config);
-        enable_ap_over_time(options, preset, data);
-        train_detector(student, *objective, *data.train, options, run);
-        if (auto* icd_objective = dynamic_cast<IcdObjective*>(objective.get())) {
-          draw_attention_pictures(icd_objective->distiller(), *teacher, *data.val,
-                                  preset.evaluation.transform, run.file("attention.png"));
-          std::cout << "wrote " << run.file("attention.png") << "\n";
-        }
-        EvalOptions eval = preset.evaluation;
-        eval.detections_path = run.file("detections.json");
-        CocoEvalResult result = evaluate_detector(student, *data.val, eval);
-        write_file_atomically(run.file("eval.json"), coco_eval_to_json(result).dump(2) + "\n");
-        rows[method].push_back(ap_row(result));
       }
     }
 
-    // 3. The table: mean over seeds, with the spread (half the range) when there are several; then each
-    // seed's AP.
+    // 4. The table: mean over seeds, with the spread (half the range) when there are several; the gains;
+    // each seed's AP; the attention specificity.
+    const std::string student_label = "student (R" + std::to_string(preset.student.backbone.depth) + ") ";
     std::string table;
     append(table, "COCO box AP on %s (%zu val images), preset %s, %zu seed(s), %s\n",
            data.val->source().c_str(), static_cast<size_t>(data.val->num_images()), preset_name.c_str(),
            seeds.size(), format_duration(clock.seconds_elapsed()).c_str());
-    append(table, "%-22s", "model");
+    append(table, "%-28s", "model");
     for (const char* c : kColumns)
       append(table, " %12s", c);
     table += "\n";
-    append_row(table, "teacher (R50)", ap_row(*teacher_eval), nullptr);
+    append_row(table, "teacher (R" + std::to_string(preset.teacher.backbone.depth) + ")",
+               ap_row(*teacher_eval), nullptr);
     std::map<std::string, std::array<double, 6>> means;
-    for (const std::string& method : methods) {
-      std::array<double, 6> mean{}, spread{};
-      const auto& r = rows[method];
-      for (int i = 0; i < 6; ++i) {
-        double lo = INFINITY, hi = -INFINITY;
-        for (const auto& row : r)
-          mean[i] += row[i] / r.size(), lo = std::min(lo, row[i]), hi = std::max(hi, row[i]);
-        spread[i] = (hi - lo) / 2;
+    std::map<std::string, double> ap_spread;
+    for (const StudentArm& arm : arms) {
+      const ArmResults& r = results[arm.name];
+      if (r.outcomes.empty()) {
+        append(table, "%-28s failed: %s\n", (student_label + arm.name).c_str(),
+               r.failures.front().second.substr(0, 120).c_str());
+        continue;
       }
-      means[method] = mean;
-      const std::string label = method == "none" ? "student (R18) baseline" : "student (R18) " + method;
-      append_row(table, label, mean, r.size() > 1 ? &spread : nullptr);
+      const auto [mean, spread] = mean_and_spread(r.outcomes);
+      means[arm.name] = mean;
+      ap_spread[arm.name] = spread[0];
+      append_row(table, student_label + arm.name, mean, r.outcomes.size() > 1 ? &spread : nullptr);
     }
-    if (means.count("none")) {
-      for (const std::string& method : methods) {
-        if (method == "none") continue;
-        append(table, "%-22s", (method + " gain").c_str());
-        for (int i = 0; i < 6; ++i)
-          append(table, " %+12.2f", means[method][i] - means["none"][i]);
-        table += "\n";
-      }
-    }
-    if (seeds.size() > 1) {
-      table += "AP per seed:";
-      for (const std::string& method : methods) {
-        append(table, "  %s", method.c_str());
-        for (std::size_t k = 0; k < seeds.size(); ++k)
-          append(table, " s%llu %.2f", static_cast<unsigned long long>(seeds[k]), rows[method][k][0]);
-      }
+    const auto gain_row = [&](const std::string& arm, const std::string& over) {
+      if (!means.count(arm) || !means.count(over)) return;
+      append(table, "%-28s", (arm + " over " + over).c_str());
+      for (int i = 0; i < 6; ++i)
+        append(table, " %+12.2f", means[arm][i] - means[over][i]);
       table += "\n";
+    };
+    for (const StudentArm& arm : arms)
+      if (arm.name != "none") gain_row(arm.name, "none");
+    gain_row("icd", "inherit");
+    if (means.count("icd") && means.count("inherit") && seeds.size() > 1)
+      append(table,
+             "ICD's loss on top of inheriting: %+.2f AP; seed spread (half range) %.2f (icd), %.2f "
+             "(inherit)\n",
+             means["icd"][0] - means["inherit"][0], ap_spread["icd"], ap_spread["inherit"]);
+    table += "AP per seed:";
+    for (const StudentArm& arm : arms) {
+      append(table, "  %s", arm.name.c_str());
+      for (const ArmOutcome& run : results[arm.name].outcomes)
+        append(table, " %s %.2f", run.run_dir.substr(run.run_dir.rfind('-') + 1).c_str(), run.row[0]);
+      for (const auto& [seed, why] : results[arm.name].failures)
+        append(table, " s%llu failed", static_cast<unsigned long long>(seed));
+    }
+    table += "\n";
+    bool any_specificity = pretrained.has_value();
+    for (const auto& [name, r] : results)
+      for (const ArmOutcome& run : r.outcomes)
+        any_specificity = any_specificity || run.specificity.has_value();
+    if (any_specificity) {
+      table += "ICD attention specificity on validation instances (1 = spread evenly):\n";
+      append(table, "  %-40s %6s  %6s\n", "", "own", "other");
+      if (pretrained) {
+        append_specificity(table, "decoder before pretraining", pretrained->before);
+        append_specificity(
+            table, "after pretraining (" + std::to_string(recipe.decoder_pretraining.iterations) + " it)",
+            pretrained->after);
+      }
+      for (const StudentArm& arm : arms)
+        for (const ArmOutcome& run : results[arm.name].outcomes)
+          if (run.specificity)
+            append_specificity(table, "after " + run.run_dir.substr(run.run_dir.rfind('/') + 1),
+                               *run.specificity);
     }
     std::cout << "\n" << table;
     const std::string table_path = runs_dir + "/results-" + preset_name + ".txt";
     write_file_atomically(table_path, table);
     std::cout << "wrote " << table_path << "\n";
+    const std::string curves_path = runs_dir + "/ap-" + preset_name + ".png";
+    plot_ap_over_time(arms, results, curves_path);
+    std::cout << "wrote " << curves_path << "\n";
+    for (const auto& [name, r] : results)
+      if (!r.failures.empty()) return 1;
   } catch (const std::exception& e) {
     std::cerr << "distill_retinanet: " << e.what() << "\n";
     return 1;

@@ -61,6 +61,18 @@ IcdOutput InstanceConditionalDistiller::decode(const std::vector<Tensor>& teache
   return out;
 }
 
+IcdOutput InstanceConditionalDistiller::auxiliary(const std::vector<Tensor>& teacher_features,
+                                                  ImageSize padded_size,
+                                                  const std::vector<ImageQueries>& queries) {
+  IcdOutput out = decode(teacher_features, padded_size, queries);
+  const Tensor predictions = predictor_->predict(out.teacher.decoded);
+  AuxiliaryLosses aux =
+      auxiliary_losses(predictions, out.queries.padding_mask, out.queries.real_mask, out.queries.targets);
+  out.aux_identification = aux.identification;
+  out.aux_localization = aux.localization;
+  return out;
+}
+
 IcdOutput InstanceConditionalDistiller::forward(const IcdInputs& inputs,
                                                 const std::vector<ImageQueries>& queries, int64_t iteration) {
   const std::size_t levels = inputs.teacher_features.size();
@@ -83,13 +95,7 @@ IcdOutput InstanceConditionalDistiller::forward(const IcdInputs& inputs,
           " must be [B, C, H, W] with the same B, H, W (run both on the same padded batch)");
   }
 
-  IcdOutput out = decode(inputs.teacher_features, inputs.padded_size, queries);
-  const Tensor predictions = predictor_->predict(out.teacher.decoded);
-  AuxiliaryLosses aux =
-      auxiliary_losses(predictions, out.queries.padding_mask, out.queries.real_mask, out.queries.targets);
-  out.aux_identification = aux.identification;
-  out.aux_localization = aux.localization;
-
+  IcdOutput out = auxiliary(inputs.teacher_features, inputs.padded_size, queries);
   const bool warmup = iteration < config_.warmup_iterations;
   out.distill =
       distillation_loss(flatten_levels(inputs.student_features), *student_adapter_, out.teacher.value,

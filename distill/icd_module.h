@@ -74,6 +74,10 @@ class InstanceConditionalDistiller : public Module {
   // teacher and teacher_keys; no losses). forward() runs it first; pictures of the attention use it alone.
   IcdOutput decode(const std::vector<Tensor>& teacher_features, ImageSize padded_size,
                    const std::vector<ImageQueries>& queries);
+  // decode() plus the predictor and the auxiliary losses: everything but the student (fills aux_* too;
+  // distill stays undefined). Decoder pretraining on the frozen teacher trains with this alone.
+  IcdOutput auxiliary(const std::vector<Tensor>& teacher_features, ImageSize padded_size,
+                      const std::vector<ImageQueries>& queries);
   std::vector<ImageQueries> sample_queries(const std::vector<ImageInstances>& ground_truth,
                                            Generator& gen) const;
 

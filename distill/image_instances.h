@@ -18,9 +18,9 @@ namespace icd {
 using InstanceBox = std::array<double, 4>;
 
 struct ImageInstances {
-  std::vector<InstanceBox> boxes;   // pixels of the resized, unpadded image
-  std::vector<int64_t> labels;  // contiguous class ids in [0, num_classes)
-  ImageSize size;               // the resized, unpadded image (detectron2's instance.image_size)
+  std::vector<InstanceBox> boxes;  // pixels of the resized, unpadded image
+  std::vector<int64_t> labels;     // contiguous class ids in [0, num_classes)
+  ImageSize size;                  // the resized, unpadded image (detectron2's instance.image_size)
 };
 
 // Throws std::invalid_argument naming `what` (e.g. "ground truth of image 3") when the image size is not

@@ -105,7 +105,9 @@ NamedLosses IcdObjective::losses(RetinaNet& student, const TrainingBatch& batch,
                    .student_features = outputs.features,
                    .padded_size = {batch.images.size(2), batch.images.size(3)}};
   Generator gen = iteration_generator(seed_, iteration);
-  last_ = distiller_->forward(inputs, image_instances(batch), iteration, gen);
+  last_queries_ = distiller_->sample_queries(image_instances(batch), gen);
+  last_padded_size_ = inputs.padded_size;
+  last_ = distiller_->forward(inputs, last_queries_, iteration);
   return {{"loss_cls", detection.classification},
           {"loss_box", detection.box_regression},
           {"aux_conf", last_.aux_identification},
@@ -115,6 +117,12 @@ NamedLosses IcdObjective::losses(RetinaNet& student, const TrainingBatch& batch,
 
 void IcdObjective::after_backward(int64_t iteration) {
   step(*optimizer_, *schedule_, optimizer_config_.clip_norm, iteration);
+}
+
+std::vector<std::pair<std::string, double>> IcdObjective::diagnostics() {
+  if (!last_.teacher.logits.defined()) return {};
+  return specificity_numbers(attention_specificity(last_.teacher.logits, last_.teacher_keys.level_sizes,
+                                                   last_padded_size_, last_queries_));
 }
 
 NamedTensors IcdObjective::state() const {
@@ -164,6 +172,69 @@ NamedTensors FitNetObjective::state() const {
 void FitNetObjective::load_state(const NamedTensors& state) {
   distiller_->load_state_dict(unprefixed(state, "distiller."));
   optimizer_->load_state(unprefixed(state, "adamw."));
+}
+
+FgfiObjective::FgfiObjective(RetinaNet& teacher, const FgfiConfig& config,
+                             const DistillerOptimizerConfig& optimizer, uint64_t seed)
+    : teacher_(teacher), optimizer_config_(optimizer) {
+  freeze(teacher_);
+  Generator gen(seed);
+  distiller_ = std::make_shared<FgfiDistiller>(config, gen);
+  match_teacher(*distiller_, teacher_);
+  optimizer_ = std::make_unique<AdamW>(
+      distiller_->parameters(), AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
+  schedule_ = cosine(optimizer);
+}
+
+NamedLosses FgfiObjective::losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) {
+  check_same_device(student, teacher_, "FgfiObjective");
+  RetinaNetOutputs outputs = student.forward(batch.images);
+  RetinaNetLosses detection = student.losses(outputs, batch.targets);
+  std::vector<Tensor> boxes;
+  for (const TargetBoxes& t : batch.targets)
+    boxes.push_back(t.boxes.to(outputs.anchors.boxes.dtype()));
+  Tensor imitation =
+      distiller_->forward(outputs.features, teacher_features(teacher_, batch.images), outputs.anchors, boxes);
+  return {
+      {"loss_cls", detection.classification}, {"loss_box", detection.box_regression}, {"fgfi", imitation}};
+}
+
+void FgfiObjective::after_backward(int64_t iteration) {
+  step(*optimizer_, *schedule_, optimizer_config_.clip_norm, iteration);
+}
+
+NamedTensors FgfiObjective::state() const {
+  NamedTensors out = prefixed(distiller_->state_dict(), "distiller.");
+  for (auto& e : prefixed(optimizer_->state(), "adamw."))
+    out.push_back(e);
+  return out;
+}
+
+void FgfiObjective::load_state(const NamedTensors& state) {
+  distiller_->load_state_dict(unprefixed(state, "distiller."));
+  optimizer_->load_state(unprefixed(state, "adamw."));
+}
+
+std::vector<std::pair<std::string, double>> specificity_numbers(const AttentionSpecificity& s) {
+  std::vector<std::pair<std::string, double>> out{{"spec", s.overall}};
+  if (s.num_pairs > 0) out.emplace_back("spec_cross", s.cross);
+  for (std::size_t l = 0; l < s.per_level.size(); ++l)
+    out.emplace_back("spec_p" + std::to_string(l + 3), s.per_level[l]);
+  return out;
+}
+
+void load_pretrained_decoder(InstanceConditionalDistiller& distiller, const NamedTensors& decoder_state) {
+  const std::pair<const char*, Module*> parts[] = {{"encoder.", &distiller.encoder()},
+                                                   {"decoder.", &distiller.decoder()},
+                                                   {"predictor.", &distiller.predictor()}};
+  for (const auto& [prefix, part] : parts) {
+    try {
+      part->load_state_dict(unprefixed(decoder_state, prefix));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("the pretrained decoder's ") + prefix +
+                               "* does not fit: " + e.what());
+    }
+  }
 }
 
 std::vector<std::string> inherit_from_teacher(RetinaNet& student, const RetinaNet& teacher) {

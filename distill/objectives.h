@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "distill/attention_specificity.h"
+#include "distill/fgfi.h"
 #include "distill/fitnet.h"
 #include "distill/icd_module.h"
 #include "engine/optim/adamw.h"
@@ -46,6 +48,8 @@ class IcdObjective : public TrainingObjective {
   std::vector<Tensor> parameters() const override { return optimizer_->parameters(); }
   NamedTensors state() const override;  // "distiller.*" weights and "adamw.*" optimizer state
   void load_state(const NamedTensors& state) override;
+  // "spec", "spec_cross" and "spec_p3".. of the last batch's real queries (distill/attention_specificity.h).
+  std::vector<std::pair<std::string, double>> diagnostics() override;
   InstanceConditionalDistiller& distiller() { return *distiller_; }
   // The outputs of the last call to losses() (attention logits, queries), for pictures.
   const IcdOutput& last_output() const { return last_; }
@@ -58,6 +62,8 @@ class IcdObjective : public TrainingObjective {
   DistillerOptimizerConfig optimizer_config_;
   uint64_t seed_;
   IcdOutput last_;
+  std::vector<ImageQueries> last_queries_;
+  ImageSize last_padded_size_;
 };
 
 class FitNetObjective : public TrainingObjective {
@@ -77,6 +83,36 @@ class FitNetObjective : public TrainingObjective {
   std::unique_ptr<WarmupCosineLR> schedule_;
   DistillerOptimizerConfig optimizer_config_;
 };
+
+// FgfiObjective: the baseline of fine-grained feature imitation (distill/fgfi.h): FPN maps imitated only at
+// the cells whose anchors overlap a ground-truth box well, through a learned convolution per level.
+class FgfiObjective : public TrainingObjective {
+ public:
+  // config.anchors_per_cell must be the student's A (sizes per level x aspect ratios).
+  FgfiObjective(RetinaNet& teacher, const FgfiConfig& config, const DistillerOptimizerConfig& optimizer,
+                uint64_t seed);
+  NamedLosses losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) override;
+  void after_backward(int64_t iteration) override;
+  std::vector<Tensor> parameters() const override { return optimizer_->parameters(); }
+  NamedTensors state() const override;
+  void load_state(const NamedTensors& state) override;
+
+ private:
+  RetinaNet& teacher_;
+  std::shared_ptr<FgfiDistiller> distiller_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<WarmupCosineLR> schedule_;
+  DistillerOptimizerConfig optimizer_config_;
+};
+
+// Attention specificity as named numbers: "spec" (own box), "spec_cross" (other boxes; only with pairs),
+// "spec_p3", "spec_p4", ... (per level, the first level named p3).
+std::vector<std::pair<std::string, double>> specificity_numbers(const AttentionSpecificity& s);
+
+// Loads a pretrained decoder (decoder_state: a distiller's state_dict, e.g. from decoder pretraining) into
+// `distiller`: its encoder, decoder and predictor, each checked strictly; the student adapter keeps its own
+// initialisation (it depends on the student). Throws naming what mismatched.
+void load_pretrained_decoder(InstanceConditionalDistiller& distiller, const NamedTensors& decoder_state);
 
 // The inheriting strategy (section 5): copies every FPN and head tensor of the teacher whose name and
 // shape the student shares (the output convs of P3-P5, P6/P7 when their inputs match, the whole head)

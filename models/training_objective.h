@@ -33,6 +33,9 @@ class TrainingObjective {
   // Saved in and restored from checkpoints (the trainer adds a prefix).
   virtual NamedTensors state() const { return {}; }
   virtual void load_state(const NamedTensors& state) {}
+  // Numbers about the last batch that are not losses (e.g. how instance-specific ICD's attention is). The
+  // trainer asks every few iterations, after the step, and logs them with that step's losses.
+  virtual std::vector<std::pair<std::string, double>> diagnostics() { return {}; }
 };
 
 // The detector alone: focal loss + box loss.

@@ -962,6 +962,41 @@ TEST_CASE("IcdObjective: the distiller takes the teacher's dtype and device, and
   const std::vector<double> before = objective.distiller().student_adapter().weight().to_vector<double>();
   objective.after_backward(1);
   CHECK(objective.distiller().student_adapter().weight().to_vector<double>() != before);  // AdamW stepped
+
+  // The last batch's attention specificity: one real box, so no pairs; one number per level.
+  const auto diagnostics = objective.diagnostics();
+  REQUIRE(diagnostics.size() == 1 + 5);
+  CHECK(diagnostics[0].first == "spec");
+  CHECK(diagnostics[0].second > 0);
+  CHECK(diagnostics[1].first == "spec_p3");
+  CHECK(diagnostics[5].first == "spec_p7");
+}
+
+TEST_CASE("FgfiObjective: one f64 iteration with the student's anchors; its adapter steps") {
+  RetinaNetConfig retinanet = torchvision_retinanet_config(18, 3);
+  retinanet.fpn_channels = 8;
+  retinanet.head_convs = 1;
+  Generator teacher_gen(1), student_gen(2);
+  RetinaNet teacher(retinanet, teacher_gen), student(retinanet, student_gen);
+  teacher.to(DType::f64);
+  student.to(DType::f64);
+  FgfiObjective objective(teacher, FgfiConfig{.student_channels = 8, .teacher_channels = 8},
+                          DistillerOptimizerConfig{.iterations = 4}, 3);
+  Generator data(4);
+  const TrainingBatch batch{.images = rand({1, 3, 64, 64}, data, {DType::f64}),
+                            .targets = {{from_vector(std::vector<double>{4, 6, 40, 50}, {1, 4}, {DType::f64}),
+                                         from_vector(std::vector<int64_t>{2}, {1})}},
+                            .sizes = {{64, 64}}};
+  const NamedLosses losses = objective.losses(student, batch, 0);
+  REQUIRE(losses.size() == 3);
+  CHECK(losses[2].first == "fgfi");
+  CHECK(losses[2].second.item() > 0);  // the box selects cells; random maps differ there
+  add(add(losses[0].second, losses[1].second), losses[2].second).backward();
+  REQUIRE(objective.parameters().size() == 10);  // 5 levels x (weight, bias)
+  const std::vector<double> before = objective.parameters()[0].to_vector<double>();
+  objective.after_backward(0);
+  CHECK(objective.parameters()[0].to_vector<double>() != before);
+  CHECK(objective.state().size() > 10);  // adapters and AdamW state
 }
 
 TEST_CASE(
@@ -1009,4 +1044,120 @@ TEST_CASE(
                        doctest::Contains("does not fit"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(sine_position_embedding_rect({{2, 2}}, {{{1, 1}}}, 6),
                        doctest::Contains("multiple of 4"), std::invalid_argument);
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Attention specificity
+
+namespace {
+
+// Logits [1, H, L, S] from per-(head, query) rows of S values (-inf where given as such).
+Tensor logits_of(const std::vector<std::vector<std::vector<double>>>& rows) {
+  std::vector<double> values;
+  for (const auto& head : rows)
+    for (const auto& query : head)
+      values.insert(values.end(), query.begin(), query.end());
+  const auto H = static_cast<int64_t>(rows.size()), L = static_cast<int64_t>(rows[0].size()),
+             S = static_cast<int64_t>(rows[0][0].size());
+  return from_vector(values, {1, H, L, S}, {DType::f64});
+}
+
+std::vector<double> one_hot_logits(int64_t S, int64_t hot) {
+  std::vector<double> row(static_cast<std::size_t>(S), -INFINITY);
+  row[static_cast<std::size_t>(hot)] = 0.0;
+  return row;
+}
+
+}  // namespace
+
+TEST_CASE("attention specificity: own box, other boxes and levels by hand") {
+  // One 4 x 4 level of stride 8 over a 32 x 32 image: cell (r, c) covers [8c, 8c + 8) x [8r, 8r + 8).
+  const std::vector<ImageSize> level{{4, 4}};
+  ImageQueries image{.size = {32, 32}};
+  image.queries = {{.box = {0, 0, 16, 16}}, {.box = {16, 16, 32, 32}}, {.box = {4, 0, 16, 8}}};
+  image.num_real = 2;  // the third is fake: not measured, not a "other box"
+  const std::vector<double> uniform(16, 0.0);
+  // Query 0 looks only at cell (0, 0), inside its box (share 1/4): specificity 4. Query 1 spreads evenly:
+  // 1/4 of its mass in its own quarter, specificity 1. Cross: query 0 has nothing in box 1 (0), query 1 has
+  // 1/4 in box 0 (1): mean 0.5.
+  AttentionSpecificity s =
+      attention_specificity(logits_of({{one_hot_logits(16, 0), uniform, uniform}}), level, {32, 32}, {image});
+  CHECK(s.num_queries == 2);
+  CHECK(s.num_pairs == 2);
+  CHECK(s.per_query == std::vector<double>{4.0, 1.0});
+  CHECK(s.overall == doctest::Approx(2.5).epsilon(1e-14));
+  CHECK(s.cross == doctest::Approx(0.5).epsilon(1e-14));
+  REQUIRE(s.per_level.size() == 1);
+  CHECK(s.per_level[0] == doctest::Approx(2.5).epsilon(1e-14));
+
+  // A box that covers part of a cell gets that part of its mass: box [4, 16) x [0, 8) holds half of cell
+  // (0, 0), the only cell with mass: 0.5 / (96 / 1024).
+  image.queries[0].box = {4, 0, 16, 8};
+  s = attention_specificity(logits_of({{one_hot_logits(16, 0), uniform}}), level, {32, 32}, {image});
+  CHECK(s.per_query[0] == doctest::Approx(0.5 / (96.0 / 1024.0)).epsilon(1e-14));
+
+  // Heads are averaged: one head on cell (0, 0), one spread evenly over 16 cells.
+  image.queries[0].box = {0, 0, 8, 8};
+  s = attention_specificity(logits_of({{one_hot_logits(16, 0), uniform}, {uniform, uniform}}), level,
+                            {32, 32}, {image});
+  CHECK(s.per_query[0] == doctest::Approx((0.5 + 0.5 / 16) / (64.0 / 1024.0)).epsilon(1e-14));
+
+  // Two levels: the per-level numbers renormalise each level's mass; padded positions (-inf) hold none.
+  const std::vector<ImageSize> levels{{4, 4}, {2, 2}};
+  std::vector<double> row(20, -INFINITY);
+  row[0] = 0.0;                                 // level 0, cell (0, 0): inside box [0, 8) x [0, 8)
+  row[16] = 0.0, row[17] = 0.0, row[18] = 0.0;  // level 1: cells (0, 0), (0, 1), (1, 0); (1, 1) padded
+  ImageQueries one{.queries = {{.box = {0, 0, 8, 8}}}, .num_real = 1, .size = {32, 32}};
+  s = attention_specificity(logits_of({{row}}), levels, {32, 32}, {one});
+  // Mass 1/4 on each of 4 positions; level 1's cell (0, 0) covers [0, 16)^2, a quarter of it in the box.
+  const double share = 64.0 / 1024.0;
+  CHECK(s.per_query[0] == doctest::Approx((0.25 + 0.25 * 0.25) / share).epsilon(1e-14));
+  CHECK(s.per_level[0] == doctest::Approx(1.0 / share).epsilon(1e-14));
+  CHECK(s.per_level[1] == doctest::Approx((0.25 * 0.25 / 0.75) / share).epsilon(1e-14));
+  CHECK(s.num_pairs == 0);
+  CHECK(s.cross == 0.0);
+
+  // combine() weighs by queries and pairs: {16, 1} from the first image, {0} from the second (its mass sits
+  // on cell (1, 1), outside its box).
+  const AttentionSpecificity both =
+      combine({attention_specificity(logits_of({{one_hot_logits(16, 0), uniform}}), level, {32, 32}, {image}),
+               attention_specificity(logits_of({{one_hot_logits(16, 5)}}), level, {32, 32}, {one})});
+  CHECK(both.num_queries == 3);
+  CHECK(both.per_query.size() == 3);
+  CHECK(both.overall == doctest::Approx((16.0 + 1.0 + 0.0) / 3).epsilon(1e-14));
+
+  CHECK_THROWS_WITH_AS(attention_specificity(logits_of({{row}}), level, {32, 32}, {one}),
+                       doctest::Contains("positions"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(attention_specificity(logits_of({{row}}), levels, {32, 32}, {one, one}),
+                       doctest::Contains("B = 2"), std::invalid_argument);
+  ImageQueries too_many = one;
+  too_many.num_real = 2;
+  CHECK_THROWS_AS(attention_specificity(logits_of({{row}}), levels, {32, 32}, {too_many}),
+                  std::invalid_argument);
+}
+
+TEST_CASE("a pretrained decoder loads into a distiller's encoder, decoder and predictor, not its adapter") {
+  IcdConfig config{.num_classes = 3, .hidden_dim = 8, .student_channels = 4, .num_heads = 2, .ffn_dim = 16};
+  Generator a_gen(1), b_gen(2);
+  InstanceConditionalDistiller pretrained(config, small_prior(), a_gen),
+      student_side(config, small_prior(), b_gen);
+  const std::vector<double> adapter = student_side.student_adapter().weight().to_vector<double>();
+  load_pretrained_decoder(student_side, pretrained.state_dict());
+  const NamedTensors expected = pretrained.state_dict(), got = student_side.state_dict();
+  REQUIRE(expected.size() == got.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    INFO(got[i].first);
+    if (got[i].first.starts_with("student_adapter."))
+      CHECK(got[i].second.to_vector<double>() != expected[i].second.to_vector<double>());
+    else
+      CHECK(got[i].second.to_vector<double>() == expected[i].second.to_vector<double>());
+  }
+  CHECK(student_side.student_adapter().weight().to_vector<double>() == adapter);
+
+  IcdConfig wider = config;
+  wider.ffn_dim = 32;
+  Generator c_gen(3);
+  InstanceConditionalDistiller other(wider, small_prior(), c_gen);
+  CHECK_THROWS_WITH_AS(load_pretrained_decoder(student_side, other.state_dict()),
+                       doctest::Contains("decoder."), std::runtime_error);
 }

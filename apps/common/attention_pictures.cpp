@@ -1,6 +1,7 @@
 #include "apps/common/attention_pictures.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <vector>
 
 #include "datasets/draw.h"
@@ -59,54 +60,102 @@ void paste(Image& canvas, const Image& panel, int x0, int y0) {
       std::copy_n(panel.at(x, y), 3, canvas.at(x0 + x, y0 + y));
 }
 
+// One image as the pictures and the specificity measure see it: the test transform, one query per
+// ground-truth instance (the first `max_instances`) with no jitter, decoded over the teacher's levels.
+struct DecodedImage {
+  Image resized;
+  std::vector<BoxXYXY> boxes;
+  std::vector<int64_t> classes;
+  ImageQueries queries;
+  ImageSize padded;
+  IcdOutput out;
+};
+
+DecodedImage decode_image(InstanceConditionalDistiller& distiller, RetinaNet& teacher,
+                          const CocoDataset& dataset, int64_t index, const TransformConfig& transform,
+                          int max_instances) {
+  TransformConfig test = transform;
+  test.flip_probability = 0.0;
+  Generator unused_rng(0);  // one size and no flip: the transform draws nothing that matters
+  DecodedImage d;
+  const Image original = read_image(dataset.image_path(index));
+  TransformedSample sample = apply_transforms(original, dataset.targets(index), test, unused_rng);
+  d.queries.size = sample.info.size;
+  d.boxes = sample.info.targets.boxes;  // copies: the sample moves below
+  d.classes = sample.info.targets.classes;
+  const int count = std::min<int>(max_instances, static_cast<int>(d.boxes.size()));
+  d.boxes.resize(static_cast<std::size_t>(count));
+  d.classes.resize(static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i)
+    d.queries.queries.push_back({.box = {d.boxes[i].x1, d.boxes[i].y1, d.boxes[i].x2, d.boxes[i].y2},
+                                 .label = d.classes[i]});  // no jitter: the box centre itself
+  d.queries.num_real = count;
+  std::vector<TransformedSample> one;
+  one.push_back(std::move(sample));
+  const DetectionBatch batch = collate(std::move(one), test.size_divisibility);
+  d.padded = {batch.images.size(2), batch.images.size(3)};
+  teacher.eval();
+  d.out =
+      distiller.decode(teacher.features(to_device(batch.images, teacher.device())), d.padded, {d.queries});
+  d.resized = resize_bilinear(original, d.queries.size);
+  return d;
+}
+
+std::string format_specificity(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f", value);
+  return text;
+}
+
 }  // namespace
+
+AttentionSpecificity validation_specificity(InstanceConditionalDistiller& distiller, RetinaNet& teacher,
+                                            const CocoDataset& dataset, const TransformConfig& transform,
+                                            int num_images) {
+  NoGradGuard no_grad;
+  std::vector<AttentionSpecificity> parts;
+  for (int64_t index = 0; index < dataset.num_images() && static_cast<int>(parts.size()) < num_images;
+       ++index) {
+    if (dataset.targets(index).boxes.empty()) continue;
+    const DecodedImage d = decode_image(distiller, teacher, dataset, index, transform, 1 << 20);
+    parts.push_back(
+        attention_specificity(d.out.teacher.logits, d.out.teacher_keys.level_sizes, d.padded, {d.queries}));
+  }
+  return combine(parts);
+}
 
 void draw_attention_pictures(InstanceConditionalDistiller& distiller, RetinaNet& teacher,
                              const CocoDataset& dataset, const TransformConfig& transform,
                              const std::string& png_path, int num_images, int max_instances) {
   NoGradGuard no_grad;
-  TransformConfig test = transform;
-  test.flip_probability = 0.0;
-  Generator unused_rng(0);  // one size and no flip: the transform draws nothing that matters
   std::vector<std::vector<Image>> rows;
+  std::vector<AttentionSpecificity> measured;
   for (int64_t index = 0; index < dataset.num_images() && static_cast<int>(rows.size()) < num_images;
        ++index) {
-    DetectionTargets targets = dataset.targets(index);
-    if (targets.boxes.size() < 2) continue;
-    const Image original = read_image(dataset.image_path(index));
-    TransformedSample sample = apply_transforms(original, targets, test, unused_rng);
-    const ImageSize size = sample.info.size;
-    ImageQueries queries{.size = size};
-    const std::vector<BoxXYXY> boxes = sample.info.targets.boxes;  // copies: the sample moves below
-    const std::vector<int64_t> classes = sample.info.targets.classes;
-    const int count = std::min<int>(max_instances, static_cast<int>(boxes.size()));
-    for (int i = 0; i < count; ++i)
-      queries.queries.push_back({.box = {boxes[i].x1, boxes[i].y1, boxes[i].x2, boxes[i].y2},
-                                 .label = classes[i]});  // no jitter: the box centre itself
-    queries.num_real = count;
-    std::vector<TransformedSample> one;
-    one.push_back(std::move(sample));
-    const DetectionBatch batch = collate(std::move(one), test.size_divisibility);
-    const ImageSize padded{batch.images.size(2), batch.images.size(3)};
-
-    teacher.eval();
-    const IcdOutput out =
-        distiller.decode(teacher.features(to_device(batch.images, teacher.device())), padded, {queries});
+    if (dataset.targets(index).boxes.size() < 2) continue;
+    const DecodedImage d = decode_image(distiller, teacher, dataset, index, transform, max_instances);
     // logits [1, H, L, S] -> probabilities over S, averaged over the heads -> [L, S]
-    const Tensor probs = mean(softmax(out.teacher.logits, 3), {1}).squeeze(0);
+    const Tensor probs = mean(softmax(d.out.teacher.logits, 3), {1}).squeeze(0);
     const std::vector<double> values = probs.to_vector<double>();
     const int64_t num_positions = probs.size(1);
+    const AttentionSpecificity specificity =
+        attention_specificity(d.out.teacher.logits, d.out.teacher_keys.level_sizes, d.padded, {d.queries});
+    measured.push_back(specificity);
 
-    const Image resized = resize_bilinear(original, size);
     std::vector<Image> row;
-    for (int i = 0; i < count; ++i) {
+    for (std::size_t i = 0; i < d.boxes.size(); ++i) {
+      const BoxXYXY& box = d.boxes[i];
       Image panel = heatmap_panel(
-          resized, attention_density(values, num_positions, i, out.teacher_keys.level_sizes, padded, size));
-      const Rgb colour = palette_colour(static_cast<int>(classes[i]));
-      draw_rectangle(panel, static_cast<int>(boxes[i].x1), static_cast<int>(boxes[i].y1),
-                     static_cast<int>(boxes[i].x2), static_cast<int>(boxes[i].y2), colour, 2);
-      draw_label(panel, static_cast<int>(boxes[i].x1), static_cast<int>(boxes[i].y1) - text_height() - 2,
-                 dataset.class_name(static_cast<int>(classes[i])), colour, Rgb{0, 0, 0});
+          d.resized, attention_density(values, num_positions, static_cast<int>(i),
+                                       d.out.teacher_keys.level_sizes, d.padded, d.queries.size));
+      const Rgb colour = palette_colour(static_cast<int>(d.classes[i]));
+      draw_rectangle(panel, static_cast<int>(box.x1), static_cast<int>(box.y1), static_cast<int>(box.x2),
+                     static_cast<int>(box.y2), colour, 2);
+      draw_label(panel, static_cast<int>(box.x1), static_cast<int>(box.y1) - text_height() - 2,
+                 dataset.class_name(static_cast<int>(d.classes[i])), colour, Rgb{0, 0, 0});
+      draw_label(panel, 2, panel.height - text_height() - 4,
+                 "specificity " + format_specificity(specificity.per_query[i]), Rgb{0, 0, 0},
+                 Rgb{255, 255, 255});
       row.push_back(std::move(panel));
     }
     rows.push_back(std::move(row));
@@ -122,8 +171,15 @@ void draw_attention_pictures(InstanceConditionalDistiller& distiller, RetinaNet&
     width = std::max(width, row_width);
     height += row_height + kPanelGap;
   }
-  Image canvas(width, height, 255);
-  int y = 0;
+  const AttentionSpecificity all = combine(measured);
+  const std::string caption = "attention specificity (1 = spread evenly): own box " +
+                              format_specificity(all.overall) + ", other boxes " +
+                              format_specificity(all.cross);
+  const int caption_height = text_height() + 2 * kPanelGap;
+  width = std::max(width, text_width(caption) + 2 * kPanelGap);
+  Image canvas(width, height + caption_height, 255);
+  draw_text(canvas, kPanelGap, kPanelGap, caption, Rgb{0, 0, 0});
+  int y = caption_height;
   for (const auto& row : rows) {
     int x = 0, row_height = 0;
     for (const Image& panel : row) {

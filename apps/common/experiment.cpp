@@ -3,6 +3,7 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <set>
 #include <stdexcept>
@@ -90,6 +91,9 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
     p.teacher_training.checkpoint_every = p.student_training.checkpoint_every = 3;
     p.teacher_training.warmup.iters = p.student_training.warmup.iters = 2;
     p.ap_points = 2;
+    p.distillation.decoder_pretraining.iterations = 4;
+    p.distillation.decoder_pretraining.log_specificity_every = 2;
+    p.distillation.decoder_pretraining.validation_images = 3;
   } else if (name == "default") {
     p.dataset = "default";
     // The images are 320x256 with objects from 11 pixels: they train at about their own size, with anchors
@@ -110,6 +114,9 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
     lr = 0.01;
     p.teacher_training.warmup.iters = 200;
     p.student_training.warmup.iters = 100;
+    // The decoder learns on the frozen teacher before the students run (apps/common/decoder_pretraining.h).
+    p.distillation.decoder_pretraining.iterations = 600;
+    p.distillation.decoder_pretraining.lr = 1e-3;
   } else if (name == "large") {
     p.dataset = "large";
     fpn = 256, head_convs = 4;
@@ -118,6 +125,8 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
     p.student_training.iterations = 20000;
     p.teacher_training.batch_size = p.student_training.batch_size = 8;
     p.teacher_training.checkpoint_every = p.student_training.checkpoint_every = 1000;
+    p.distillation.decoder_pretraining.iterations = 2000;
+    p.default_seeds = "1,2";
   } else {
     throw std::invalid_argument("unknown preset \"" + name + "\" (tiny, default, large)");
   }
@@ -138,7 +147,48 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
   p.evaluation.transform = transforms(train_sizes, test_size, max_long, false);
   p.teacher_training.test_transform = p.student_training.test_transform = p.evaluation.transform;
   p.student_training.seed = 1;
+
+  DistillationRecipe& d = p.distillation;
+  // The reference detaches the student's features for 1000 of 90k iterations; a short schedule keeps a
+  // fifth of its iterations for the adapter alone.
+  d.icd_warmup_iterations = std::min<int64_t>(1000, p.student_training.iterations / 5);
+  d.optimizer.iterations = p.student_training.iterations;
+  d.decoder_pretraining.batch_size = p.student_training.batch_size;
+  d.decoder_pretraining.transform = p.student_training.transform;
+  d.decoder_pretraining.test_transform = p.evaluation.transform;
   return p;
+}
+
+IcdConfig DistillationRecipe::icd_config(int64_t num_classes, int64_t teacher_channels,
+                                         int64_t student_channels) const {
+  IcdConfig c{.num_classes = num_classes,
+              .hidden_dim = teacher_channels,
+              .student_channels = student_channels,
+              .num_heads = icd_heads,
+              .ffn_dim = 4 * teacher_channels,
+              .warmup_iterations = icd_warmup_iterations};
+  c.distill.weight = icd_loss_weight;
+  return c;
+}
+
+nlohmann::json DistillationRecipe::to_json() const {
+  const QuerySamplingConfig sampling;
+  return {{"student_clip_value", student_clip_value},
+          {"distiller_optimizer",
+           {{"kind", "AdamW, cosine to 0"},
+            {"lr", optimizer.lr},
+            {"weight_decay", optimizer.weight_decay},
+            {"clip_norm", optimizer.clip_norm},
+            {"iterations", optimizer.iterations}}},
+          {"icd",
+           {{"warmup_iterations", icd_warmup_iterations},
+            {"heads", icd_heads},
+            {"loss_weight", icd_loss_weight},
+            {"neg_pos_ratio", sampling.neg_pos_ratio},
+            {"max_labels", sampling.max_labels},
+            {"jitter_range", sampling.jitter_range}}},
+          {"decoder_pretraining", decoder_pretraining.to_json()},
+          {"fgfi", {{"psi", fgfi_psi}, {"weight", fgfi_weight}}}};
 }
 
 DatasetSplits load_datasets(const std::string& builtin_preset, const std::string& train_json,
@@ -247,6 +297,20 @@ CocoEvalResult run_teacher_training(const ExperimentPreset& preset, const Datase
   CocoEvalResult result = evaluate_detector(model, *data.val, eval);
   write_file_atomically(run.file("eval.json"), coco_eval_to_json(result).dump(2) + "\n");
   return result;
+}
+
+std::optional<CocoEvalResult> read_eval_json(const std::string& path) {
+  if (!std::filesystem::exists(path)) return std::nullopt;
+  std::ifstream in(path);
+  try {
+    const nlohmann::json j = nlohmann::json::parse(in);
+    CocoEvalResult r;
+    for (int i = 0; i < 12; ++i)
+      r.stats[i] = j.at("stats").at(i).get<double>();
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": not a COCO evaluation (" + e.what() + ")");
+  }
 }
 
 std::array<double, 6> ap_row(const CocoEvalResult& result) {

@@ -3,12 +3,35 @@
 // (CI); `default` is the main job on a 2-core CPU (about an hour end to end); `large` is for a GPU.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "apps/common/decoder_pretraining.h"
 #include "apps/common/trainer.h"
+#include "distill/objectives.h"
 #include "models/retinanet.h"
 
 namespace icd::app {
+
+// How the students are distilled: what every arm shares, and each distiller's hyperparameters. Defaults are
+// the reference implementation's (spec/icd.md section 5) unless a preset says why not.
+struct DistillationRecipe {
+  // Per-element clip of the student's gradients, the same in every arm (the reference clips its distilled
+  // students only; clipping all of them keeps the comparison about the distillation).
+  double student_clip_value = 1.0;
+  // AdamW of the distillers' own modules (ICD's encoder/decoder/predictor/adapter, FitNet's and FGFI's
+  // adapters): lr, weight decay, global-norm clip; cosine to 0 over the student's iterations.
+  DistillerOptimizerConfig optimizer;
+  int64_t icd_warmup_iterations = 1000;  // BYPASS_DISTILL: student features detached before this
+  int64_t icd_heads = 8;
+  double icd_loss_weight = 8.0;                   // lambda
+  DecoderPretrainingOptions decoder_pretraining;  // iterations 0: the decoder learns jointly only
+  double fgfi_psi = 0.5;                          // FGFI: anchors above psi x a box's best IoU imitate
+  double fgfi_weight = 0.01;                      // FGFI: lambda
+
+  IcdConfig icd_config(int64_t num_classes, int64_t teacher_channels, int64_t student_channels) const;
+  nlohmann::json to_json() const;
+};
 
 struct ExperimentPreset {
   std::string name;
@@ -18,6 +41,9 @@ struct ExperimentPreset {
   TrainOptions teacher_training;
   TrainOptions student_training;
   EvalOptions evaluation;
+  DistillationRecipe distillation;
+  std::string default_arms = "none,inherit,icd,icd-no-inherit";  // distill_retinanet --methods
+  std::string default_seeds = "1";
   int ap_points = 4;  // evaluations on DatasetSplits::val_preview during each training run (AP over time)
   std::string imagenet_weights = "runs/weights/resnet50_imagenet.safetensors";  // apps/import_weights' output
 };
@@ -54,5 +80,9 @@ CocoEvalResult run_teacher_training(const ExperimentPreset& preset, const Datase
 
 // The row of the results table: AP, AP50, AP75, APs, APm, APl (COCO percent).
 std::array<double, 6> ap_row(const CocoEvalResult& result);
+
+// An eval.json written with coco_eval_to_json, read back (its 12 stats); nullopt when the file does not
+// exist; throws naming the file when it is not such a file.
+std::optional<CocoEvalResult> read_eval_json(const std::string& path);
 
 }  // namespace icd::app

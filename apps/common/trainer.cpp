@@ -163,9 +163,10 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
         scaler->load_state(scaler_state);  // else: a run resumed into f16 starts fresh
     }
     start = std::stoll(c.metadata.at("iteration"));
-    run.truncate_metrics_after(start);
     std::cout << "resuming " << run.path() << " from iteration " << start << "\n";
   }
+  // A fresh start in a used folder drops the old run's records, as a resumed one drops those it redoes.
+  run.truncate_metrics_after(start);
 
   DetectorUsage usage{.test_transform = options.test_transform};
   for (int c = 0; c < train_set.num_classes(); ++c)
@@ -251,10 +252,13 @@ TrainResult train_detector(RetinaNet& model, TrainingObjective& objective, const
     }
     for (const auto& [name, v] : values)
       record[name] = v;
+    const bool last = iteration + 1 == options.iterations;
+    if (options.diagnostics_every > 0 && ((iteration + 1) % options.diagnostics_every == 0 || last))
+      for (const auto& [name, v] : objective.diagnostics())
+        record[name] = v;
     run.log_metrics(record);
     values.insert(values.begin(), {"loss", total_value});
     progress.update(iteration + 1, values);
-    const bool last = iteration + 1 == options.iterations;
     if (evaluating && ((iteration + 1) % options.eval_every == 0 || last)) {
       std::vector<std::pair<std::string, double>> numbers = options.periodic_eval(model);
       model.train();

@@ -55,6 +55,9 @@ struct TrainOptions {
   double lr_gamma = 0.1;
   double clip_value = 0.0;  // per-element gradient clip for the detector (0: off)
   int64_t checkpoint_every = 500;
+  // The objective's diagnostics (TrainingObjective::diagnostics) join the step's record every this many
+  // iterations and at the last one (0: never).
+  int64_t diagnostics_every = 10;
   uint64_t seed = 0;
   TransformConfig transform = TransformConfig::train();
   bool resume = false;                  // continue from the run folder's last checkpoint, if there is one
