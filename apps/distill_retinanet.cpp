@@ -18,6 +18,7 @@
 //   ./build/apps/distill_retinanet --methods none,inherit,icd,icd-no-inherit,fitnet,fgfi --seeds 1,2
 //   ./build/apps/distill_retinanet --teacher runs/teacher-default/checkpoint.safetensors --methods icd
 //   ./build/apps/distill_retinanet --resume                      # continue; finished runs are kept
+//   ./build/apps/distill_retinanet --pretrain-only --pretrain-lr 3e-3   # study decoder pretraining alone
 //   ./build/apps/distill_retinanet --preset large --device cuda --precision bf16   # on a GPU
 #include <omp.h>
 
@@ -132,7 +133,7 @@ int main(int argc, char** argv) {
   int64_t iterations = 0, pretrain_iterations = -1, icd_warmup = -1;
   double icd_lr = 0, pretrain_lr = 0;
   int threads = omp_get_max_threads();
-  bool resume = false, skip_bad_images = false, no_imagenet = false;
+  bool resume = false, skip_bad_images = false, no_imagenet = false, pretrain_only = false;
   std::string arm_list;
   for (const StudentArm& arm : student_arms())
     arm_list += (arm_list.empty() ? "" : ", ") + arm.name;
@@ -154,6 +155,8 @@ int main(int argc, char** argv) {
       "iterations of ICD decoder pretraining on the frozen teacher (0: none; default: the preset's)");
   app.add_option("--pretrain-lr", pretrain_lr,
                  "learning rate of decoder pretraining (default: the preset's)");
+  app.add_flag("--pretrain-only", pretrain_only,
+               "stop after the teacher and ICD's decoder pretraining (to study the pretraining alone)");
   app.add_option("--icd-warmup", icd_warmup,
                  "iterations with the student's features detached from the ICD loss (default: the preset's)");
   app.add_option("--icd-lr", icd_lr, "learning rate of the distillers' AdamW (default: the preset's)");
@@ -227,7 +230,7 @@ int main(int argc, char** argv) {
     std::optional<PretrainedDecoder> pretrained;
     const bool any_icd = std::any_of(arms.begin(), arms.end(),
                                      [](const StudentArm& a) { return a.distiller == DistillerKind::icd; });
-    if (any_icd && recipe.decoder_pretraining.iterations > 0) {
+    if ((any_icd || pretrain_only) && recipe.decoder_pretraining.iterations > 0) {
       std::cout << "== ICD decoder pretraining on the frozen teacher\n";
       Generator gen(recipe.decoder_pretraining.seed);
       InstanceConditionalDistiller distiller(
@@ -244,6 +247,7 @@ int main(int argc, char** argv) {
           pretrained->final_aux_conf, pretrained->constant_aux_conf, pretrained->before.overall,
           pretrained->after.overall, pretrained->before.cross, pretrained->after.cross);
     }
+    if (pretrain_only) return 0;
 
     // 3. The students: one run per (arm, seed); a failed run is reported and the others still run.
     StudentRunContext context{.preset = &preset,

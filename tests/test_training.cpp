@@ -6,8 +6,10 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <optional>
 
+#include "apps/common/decoder_pretraining.h"
 #include "apps/common/run_folder.h"
 #include "apps/common/trainer.h"
 #include "datasets/builtin_dataset.h"
@@ -96,6 +98,19 @@ class NanObjective : public TrainingObjective {
   int64_t bad_;
 };
 
+FakeInstancePrior prior_of(const CocoDataset& dataset) {
+  std::vector<ImageInstances> annotations;
+  for (int64_t i = 0; i < dataset.num_images(); ++i) {
+    DetectionTargets t = dataset.targets(i);
+    ImageInstances image{.size = {dataset.image(i).height, dataset.image(i).width}};
+    for (const BoxXYXY& b : t.boxes)
+      image.boxes.push_back({b.x1, b.y1, b.x2, b.y2});
+    image.labels = t.classes;
+    annotations.push_back(image);
+  }
+  return FakeInstancePrior::from_annotations(annotations, dataset.num_classes());
+}
+
 }  // namespace
 
 TEST_CASE("a resumed run ends exactly where an uninterrupted run ends") {
@@ -143,16 +158,7 @@ TEST_CASE("ICD: resuming restores the distiller and its AdamW exactly") {
   const int64_t K = data.train->num_classes();
   Generator teacher_gen(5);
   RetinaNet teacher(small_config(K), teacher_gen);
-  std::vector<ImageInstances> annotations;
-  for (int64_t i = 0; i < data.train->num_images(); ++i) {
-    DetectionTargets t = data.train->targets(i);
-    ImageInstances image{.size = {data.train->image(i).height, data.train->image(i).width}};
-    for (const BoxXYXY& b : t.boxes)
-      image.boxes.push_back({b.x1, b.y1, b.x2, b.y2});
-    image.labels = t.classes;
-    annotations.push_back(image);
-  }
-  FakeInstancePrior prior = FakeInstancePrior::from_annotations(annotations, K);
+  FakeInstancePrior prior = prior_of(*data.train);
   IcdConfig icd{.num_classes = K,
                 .hidden_dim = 16,
                 .student_channels = 16,
@@ -319,4 +325,84 @@ TEST_CASE("mixed precision: bf16 trains; f16 scales the loss, checkpoints the sc
   // The f16 run computed differently from an f32 one: its first loss is not the f32 loss.
   RunFolder f32 = run("f32", DType::f32, 1, false);
   CHECK(f32.read_metrics()[0]["loss"] != straight.read_metrics()[0]["loss"]);
+}
+
+TEST_CASE("decoder pretraining trains the encoder, decoder and predictor alone, and is cached per request") {
+  TinyData data;
+  if (!data.available) return;
+  const int64_t K = data.train->num_classes();
+  Generator teacher_gen(5);
+  RetinaNet teacher(small_config(K), teacher_gen);
+  const IcdConfig icd{
+      .num_classes = K, .hidden_dim = 16, .student_channels = 16, .num_heads = 2, .ffn_dim = 32};
+  DecoderPretrainingOptions options;
+  options.iterations = 4;
+  options.batch_size = 2;
+  options.num_workers = 1;
+  options.log_specificity_every = 2;
+  options.validation_images = 2;
+  options.transform = small_options(1).transform;
+  options.test_transform.short_edge_sizes = {128};
+  options.test_transform.max_long_edge = 160;
+  const nlohmann::json teacher_id{{"path", "teacher.safetensors"}, {"bytes", 1}};
+  const std::string dir = (data.dir.path() / "pretraining").string();
+
+  Generator gen(1);
+  InstanceConditionalDistiller distiller(icd, prior_of(*data.train), gen);
+  const NamedTensors initial = distiller.state_dict();
+  std::map<std::string, std::vector<double>> before;
+  for (const auto& [name, t] : initial)
+    before[name] = t.to_vector<double>();
+  const PretrainedDecoder first =
+      pretrain_decoder(distiller, teacher, *data.train, *data.val, options, teacher_id, dir);
+  CHECK_FALSE(first.reused);
+  std::map<std::string, bool> part_changed;
+  for (const auto& [name, t] : distiller.state_dict()) {
+    const std::string part = name.substr(0, name.find('.'));
+    const bool changed = t.to_vector<double>() != before[name];
+    part_changed[part] = part_changed[part] || changed;
+  }
+  CHECK(part_changed["encoder"]);
+  CHECK(part_changed["decoder"]);
+  CHECK(part_changed["predictor"]);
+  CHECK_FALSE(part_changed["student_adapter"]);  // the student's side is not pretrained
+  for (const char* file : {"config.json", "metrics.jsonl", "decoder.safetensors", "specificity.json",
+                           "losses.png", "attention-before.png", "attention-after.png"})
+    CHECK(fs::exists(fs::path(dir) / file));
+  const std::vector<nlohmann::json> metrics = RunFolder(dir).read_metrics();
+  REQUIRE(metrics.size() == 4);
+  CHECK_FALSE(metrics[0].contains("spec"));
+  CHECK(metrics[1].contains("spec"));
+  CHECK(metrics[3].contains("spec_p3"));
+  // The constant guess at about 1 real : 5 fake queries: -(1/6 ln 1/6 + 5/6 ln 5/6) = 0.451.
+  CHECK(metrics[0].at("aux_conf_constant").get<double>() == doctest::Approx(0.4506).epsilon(0.05));
+  CHECK(first.before.num_queries > 0);
+  CHECK(first.after.num_queries == first.before.num_queries);
+
+  // The same request is read back into a differently initialised distiller, weights and numbers alike.
+  Generator other_gen(2);
+  InstanceConditionalDistiller again(icd, prior_of(*data.train), other_gen);
+  const PretrainedDecoder second =
+      pretrain_decoder(again, teacher, *data.train, *data.val, options, teacher_id, dir);
+  CHECK(second.reused);
+  CHECK(second.after.overall == first.after.overall);
+  CHECK(second.final_aux_conf == first.final_aux_conf);
+  const NamedTensors trained = distiller.state_dict(), loaded = again.state_dict();
+  for (std::size_t i = 0; i < trained.size(); ++i)
+    if (!trained[i].first.starts_with("student_adapter.")) {
+      INFO(trained[i].first);
+      CHECK(trained[i].second.to_vector<double>() == loaded[i].second.to_vector<double>());
+    }
+
+  // Another learning rate, or another teacher, trains again.
+  DecoderPretrainingOptions faster = options;
+  faster.lr = 2e-3;
+  Generator third_gen(3);
+  InstanceConditionalDistiller third(icd, prior_of(*data.train), third_gen);
+  CHECK_FALSE(pretrain_decoder(third, teacher, *data.train, *data.val, faster, teacher_id, dir).reused);
+  nlohmann::json other_teacher = teacher_id;
+  other_teacher["bytes"] = 2;
+  CHECK_FALSE(pretrain_decoder(third, teacher, *data.train, *data.val, faster, other_teacher, dir).reused);
+  CHECK(pretrain_decoder(third, teacher, *data.train, *data.val, faster, other_teacher, dir).reused);
+  CHECK(RunFolder(dir).read_metrics().size() == 4);  // the folder holds one pretraining's records
 }
