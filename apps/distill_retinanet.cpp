@@ -38,6 +38,7 @@
 #include "apps/common/run_folder.h"
 #include "apps/common/student_arms.h"
 #include "engine/autocast.h"
+#include "engine/checkpoint.h"
 
 using namespace icd;
 using namespace icd::app;
@@ -80,6 +81,20 @@ void append_row(std::string& out, const std::string& name, const std::array<doub
       append(out, " %12.2f", values[i]);
   }
   out += "\n";
+}
+
+// A teacher run is finished when its evaluation is written and its checkpoint holds every iteration its
+// config.json asked for (an evaluation of an interrupted teacher through --teacher does not finish it).
+bool teacher_finished(const std::string& run_dir) {
+  const std::string checkpoint = run_dir + "/checkpoint.safetensors", config = run_dir + "/config.json";
+  if (!std::filesystem::exists(checkpoint) || !std::filesystem::exists(run_dir + "/eval.json") ||
+      !std::filesystem::exists(config))
+    return false;
+  std::ifstream in(config);
+  const int64_t asked = nlohmann::json::parse(in).at("iterations").get<int64_t>();
+  const auto& metadata = load_checkpoint(checkpoint).metadata;
+  const auto done = metadata.find("iteration");
+  return done != metadata.end() && std::stoll(done->second) >= asked;
 }
 
 // One arm's outcomes over the seeds (a failed seed holds its error instead).
@@ -197,14 +212,12 @@ int main(int argc, char** argv) {
     const std::string teacher_run = runs_dir + "/teacher-" + preset_name;
     if (teacher_path.empty()) {
       teacher_path = teacher_run + "/checkpoint.safetensors";
-      const bool finished =
-          std::filesystem::exists(teacher_path) && std::filesystem::exists(teacher_run + "/eval.json");
-      if (finished) {
+      if (teacher_finished(teacher_run)) {
         std::cout << "== the teacher " << teacher_path << " is finished: it is used as it is\n";
       } else {
         if (std::filesystem::exists(teacher_path) && !resume)
-          throw std::runtime_error(teacher_run + " holds an unfinished teacher (no eval.json): --resume " +
-                                   "continues it, or remove the folder to start again");
+          throw std::runtime_error(teacher_run + " holds an unfinished teacher: --resume continues it, " +
+                                   "or remove the folder to start again");
         std::cout << "== training the teacher into " << teacher_run << "\n";
         TrainOptions options = preset.teacher_training;
         options.resume = resume;
@@ -230,23 +243,28 @@ int main(int argc, char** argv) {
     std::optional<PretrainedDecoder> pretrained;
     const bool any_icd = std::any_of(arms.begin(), arms.end(),
                                      [](const StudentArm& a) { return a.distiller == DistillerKind::icd; });
-    if ((any_icd || pretrain_only) && recipe.decoder_pretraining.iterations > 0) {
-      std::cout << "== ICD decoder pretraining on the frozen teacher\n";
-      Generator gen(recipe.decoder_pretraining.seed);
-      InstanceConditionalDistiller distiller(
-          recipe.icd_config(data.train->num_classes(), preset.teacher.fpn_channels,
-                            preset.student.fpn_channels),
-          prior, gen);
-      distiller.to(teacher->parameters().front().dtype());
-      distiller.to(where);
-      pretrained = pretrain_decoder(distiller, *teacher, *data.train, *data.val, recipe.decoder_pretraining,
-                                    file_identity(teacher_path), teacher_dir + "/decoder-pretraining");
-      std::printf(
-          "decoder pretraining: aux_conf %.3f (a constant guess: %.3f); attention specificity %.2f -> "
-          "%.2f (other boxes %.2f -> %.2f)\n",
-          pretrained->final_aux_conf, pretrained->constant_aux_conf, pretrained->before.overall,
-          pretrained->after.overall, pretrained->before.cross, pretrained->after.cross);
-    }
+    std::string pretraining_failure;  // the ICD arms fail with it; the others still run
+    if ((any_icd || pretrain_only) && recipe.decoder_pretraining.iterations > 0) try {
+        std::cout << "== ICD decoder pretraining on the frozen teacher\n";
+        Generator gen(recipe.decoder_pretraining.seed);
+        InstanceConditionalDistiller distiller(
+            recipe.icd_config(data.train->num_classes(), preset.teacher.fpn_channels,
+                              preset.student.fpn_channels),
+            prior, gen);
+        distiller.to(teacher->parameters().front().dtype());
+        distiller.to(where);
+        pretrained = pretrain_decoder(distiller, *teacher, *data.train, *data.val, recipe.decoder_pretraining,
+                                      file_identity(teacher_path), teacher_dir + "/decoder-pretraining");
+        std::printf(
+            "decoder pretraining: aux_conf %.3f (a constant guess: %.3f); attention specificity %.2f -> "
+            "%.2f (other boxes %.2f -> %.2f)\n",
+            pretrained->final_aux_conf, pretrained->constant_aux_conf, pretrained->before.overall,
+            pretrained->after.overall, pretrained->before.cross, pretrained->after.cross);
+      } catch (const std::exception& e) {
+        pretraining_failure = std::string("decoder pretraining failed: ") + e.what();
+        std::cerr << "distill_retinanet: " << pretraining_failure << "\n";
+        if (pretrain_only) return 1;
+      }
     if (pretrain_only) return 0;
 
     // 3. The students: one run per (arm, seed); a failed run is reported and the others still run.
@@ -267,6 +285,8 @@ int main(int argc, char** argv) {
       for (const StudentArm& arm : arms) {
         std::cout << "== " << student_run_dir(context, arm, seed) << " (" << arm.description << ")\n";
         try {
+          if (arm.distiller == DistillerKind::icd && !pretraining_failure.empty())
+            throw std::runtime_error(pretraining_failure);
           results[arm.name].outcomes.push_back(run_student_arm(arm, seed, context));
         } catch (const std::exception& e) {
           std::cerr << "distill_retinanet: " << arm.name << " seed " << seed << " failed: " << e.what()
@@ -290,7 +310,7 @@ int main(int argc, char** argv) {
     append_row(table, "teacher (R" + std::to_string(preset.teacher.backbone.depth) + ")",
                ap_row(*teacher_eval), nullptr);
     std::map<std::string, std::array<double, 6>> means;
-    std::map<std::string, double> ap_spread;
+    std::map<std::string, double> ap_spread;  // of AP, per arm
     for (const StudentArm& arm : arms) {
       const ArmResults& r = results[arm.name];
       if (r.outcomes.empty()) {
@@ -303,17 +323,29 @@ int main(int argc, char** argv) {
       ap_spread[arm.name] = spread[0];
       append_row(table, student_label + arm.name, mean, r.outcomes.size() > 1 ? &spread : nullptr);
     }
+    // Gains over the seeds both arms finished (a failed seed would otherwise compare different draws).
     const auto gain_row = [&](const std::string& arm, const std::string& over) {
-      if (!means.count(arm) || !means.count(over)) return;
+      std::array<double, 6> gain{};
+      int paired = 0;
+      for (const ArmOutcome& a : results[arm].outcomes)
+        for (const ArmOutcome& b : results[over].outcomes)
+          if (a.seed == b.seed) {
+            ++paired;
+            for (int i = 0; i < 6; ++i)
+              gain[i] += a.row[i] - b.row[i];
+          }
+      if (paired == 0) return;
       append(table, "%-28s", (arm + " over " + over).c_str());
       for (int i = 0; i < 6; ++i)
-        append(table, " %+12.2f", means[arm][i] - means[over][i]);
+        append(table, " %+12.2f", gain[i] / paired);
+      if (static_cast<std::size_t>(paired) < seeds.size()) append(table, "  (%d paired seed(s))", paired);
       table += "\n";
     };
     for (const StudentArm& arm : arms)
       if (arm.name != "none") gain_row(arm.name, "none");
     gain_row("icd", "inherit");
-    if (means.count("icd") && means.count("inherit") && seeds.size() > 1)
+    if (means.count("icd") && means.count("inherit") && seeds.size() > 1 && results["icd"].failures.empty() &&
+        results["inherit"].failures.empty())
       append(table,
              "ICD's loss on top of inheriting: %+.2f AP; seed spread (half range) %.2f (icd), %.2f "
              "(inherit)\n",

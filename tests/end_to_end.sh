@@ -54,7 +54,7 @@ grep -q "icd over inherit" runs/results-tiny.txt || { echo "the table was not wr
 # Resuming finished work redoes nothing: not the teacher (not even with more iterations asked for), not the
 # decoder pretraining, not a finished student (not even its evaluation).
 teacher_lines=$(wc -l < runs/teacher-tiny/metrics.jsonl)
-"$apps/distill_retinanet" --preset tiny --runs runs --methods icd --resume --iterations 8 --threads 2 | tee resumed.txt
+"$apps/distill_retinanet" --preset tiny --runs runs --methods icd --resume --threads 2 | tee resumed.txt
 grep -q "teacher runs/teacher-tiny/checkpoint.safetensors is finished" resumed.txt || { echo "the teacher was not kept"; exit 1; }
 [[ $(wc -l < runs/teacher-tiny/metrics.jsonl) -eq $teacher_lines ]] || { echo "resume changed the teacher"; exit 1; }
 grep -q "reusing $pretraining/decoder.safetensors" resumed.txt || { echo "the pretrained decoder was not reused"; exit 1; }
@@ -62,8 +62,18 @@ grep -q "student-icd-tiny-s1 is finished" resumed.txt || { echo "the finished IC
 if grep -q "evaluate " resumed.txt; then echo "resume evaluated again"; exit 1; fi
 [[ $(wc -l < runs/student-icd-tiny-s1/metrics.jsonl) -eq 8 ]] || { echo "resume changed the metrics"; exit 1; }
 
+# Resuming with other settings is refused (the student), or changes nothing (the finished teacher).
+if "$apps/distill_retinanet" --preset tiny --runs runs --methods none --resume --iterations 8 --threads 2 \
+    > changed.txt 2> changed_err.txt; then
+  echo "a finished run was resumed with other settings"; exit 1
+fi
+grep -q 'student-none-tiny-s1 was run with another "' changed_err.txt ||
+  { echo "the changed setting was not named"; cat changed_err.txt; exit 1; }
+grep -q "teacher runs/teacher-tiny/checkpoint.safetensors is finished" changed.txt || { echo "teacher not kept"; exit 1; }
+[[ $(wc -l < runs/teacher-tiny/metrics.jsonl) -eq $teacher_lines ]] || { echo "--iterations extended the teacher"; exit 1; }
+
 # A run that fails is reported in the table, and the other arms still run; the exit status says so.
-rm -rf runs/student-fitnet-tiny-s1 && mkdir -p runs/student-fitnet-tiny-s1/config.json/blocker
+rm -rf runs/student-fitnet-tiny-s1 && touch runs/student-fitnet-tiny-s1  # a file where its folder goes
 if "$apps/distill_retinanet" --preset tiny --runs runs --methods fitnet,none --resume --threads 2 > failed.txt 2> failed_err.txt; then
   echo "a failed arm should fail the exit status"; exit 1
 fi

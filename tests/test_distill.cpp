@@ -1125,6 +1125,9 @@ TEST_CASE("attention specificity: own box, other boxes and levels by hand") {
   CHECK(both.num_queries == 3);
   CHECK(both.per_query.size() == 3);
   CHECK(both.overall == doctest::Approx((16.0 + 1.0 + 0.0) / 3).epsilon(1e-14));
+  CHECK(both.per_level[0] == doctest::Approx((16.0 + 1.0 + 0.0) / 3).epsilon(1e-14));
+  CHECK(both.num_pairs == 2);  // the second image has one box: no pairs, no weight in cross
+  CHECK(both.cross == doctest::Approx(0.5).epsilon(1e-14));
 
   CHECK_THROWS_WITH_AS(attention_specificity(logits_of({{row}}), level, {32, 32}, {one}),
                        doctest::Contains("positions"), std::invalid_argument);

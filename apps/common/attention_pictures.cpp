@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <vector>
 
 #include "datasets/draw.h"
@@ -71,9 +72,10 @@ struct DecodedImage {
   IcdOutput out;
 };
 
-DecodedImage decode_image(InstanceConditionalDistiller& distiller, RetinaNet& teacher,
-                          const CocoDataset& dataset, int64_t index, const TransformConfig& transform,
-                          int max_instances) {
+// nullopt when the transform leaves the image no box (nothing to ask the decoder about).
+std::optional<DecodedImage> decode_image(InstanceConditionalDistiller& distiller, RetinaNet& teacher,
+                                         const CocoDataset& dataset, int64_t index,
+                                         const TransformConfig& transform, int max_instances) {
   TransformConfig test = transform;
   test.flip_probability = 0.0;
   Generator unused_rng(0);  // one size and no flip: the transform draws nothing that matters
@@ -84,6 +86,7 @@ DecodedImage decode_image(InstanceConditionalDistiller& distiller, RetinaNet& te
   d.boxes = sample.info.targets.boxes;  // copies: the sample moves below
   d.classes = sample.info.targets.classes;
   const int count = std::min<int>(max_instances, static_cast<int>(d.boxes.size()));
+  if (count == 0) return std::nullopt;
   d.boxes.resize(static_cast<std::size_t>(count));
   d.classes.resize(static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i)
@@ -117,7 +120,10 @@ AttentionSpecificity validation_specificity(InstanceConditionalDistiller& distil
   for (int64_t index = 0; index < dataset.num_images() && static_cast<int>(parts.size()) < num_images;
        ++index) {
     if (dataset.targets(index).boxes.empty()) continue;
-    const DecodedImage d = decode_image(distiller, teacher, dataset, index, transform, 1 << 20);
+    const std::optional<DecodedImage> decoded =
+        decode_image(distiller, teacher, dataset, index, transform, 1 << 20);
+    if (!decoded) continue;
+    const DecodedImage& d = *decoded;
     parts.push_back(
         attention_specificity(d.out.teacher.logits, d.out.teacher_keys.level_sizes, d.padded, {d.queries}));
   }
@@ -133,7 +139,10 @@ void draw_attention_pictures(InstanceConditionalDistiller& distiller, RetinaNet&
   for (int64_t index = 0; index < dataset.num_images() && static_cast<int>(rows.size()) < num_images;
        ++index) {
     if (dataset.targets(index).boxes.size() < 2) continue;
-    const DecodedImage d = decode_image(distiller, teacher, dataset, index, transform, max_instances);
+    const std::optional<DecodedImage> decoded =
+        decode_image(distiller, teacher, dataset, index, transform, max_instances);
+    if (!decoded) continue;
+    const DecodedImage& d = *decoded;
     // logits [1, H, L, S] -> probabilities over S, averaged over the heads -> [L, S]
     const Tensor probs = mean(softmax(d.out.teacher.logits, 3), {1}).squeeze(0);
     const std::vector<double> values = probs.to_vector<double>();

@@ -20,6 +20,8 @@ namespace icd::app {
 namespace {
 
 constexpr const char* kWeightsFile = "decoder.safetensors";
+constexpr uint64_t kPretrainingStream =
+    0x7072657472616e;  // "pretran": sets its streams apart from the students'
 
 // The loss of predicting the batch's real share r for every valid query: the entropy
 // -(r ln r + (1 - r) ln(1 - r)), what aux_conf must beat to show the decoder tells real from fake.
@@ -63,7 +65,7 @@ nlohmann::json DecoderPretrainingOptions::to_json() const {
 
 nlohmann::json file_identity(const std::string& path) {
   const auto modified = std::filesystem::last_write_time(path).time_since_epoch().count();
-  return {{"path", path},
+  return {{"path", std::filesystem::weakly_canonical(path).string()},
           {"bytes", static_cast<int64_t>(std::filesystem::file_size(path))},
           {"modified", static_cast<int64_t>(modified)}};
 }
@@ -94,7 +96,10 @@ PretrainedDecoder pretrain_decoder(InstanceConditionalDistiller& distiller, Reti
   PretrainedDecoder result{.dir = dir};
   RunFolder run(dir);
   const nlohmann::json config{{"app", "decoder_pretraining"},
+                              {"format", 1},
                               {"teacher", teacher_identity},
+                              {"train", {{"source", train.source()}, {"images", train.num_images()}}},
+                              {"fake_instance_prior", distiller.prior().to_json()},
                               {"options", options.to_json()},
                               {"distiller",
                                {{"hidden_dim", distiller.config().hidden_dim},
@@ -128,13 +133,15 @@ PretrainedDecoder pretrain_decoder(InstanceConditionalDistiller& distiller, Reti
       validation_specificity(distiller, teacher, val, options.test_transform, options.validation_images);
   draw_attention_pictures(distiller, teacher, val, options.test_transform, run.file("attention-before.png"));
 
+  // Its own streams of batches, fakes and jitter: a student of the same seed must not replay them.
+  const uint64_t stream = (options.seed ^ kPretrainingStream) * 0x9E3779B97F4A7C15ull;
   LoaderConfig loader_config{.batch_size = options.batch_size,
                              .num_workers = options.num_workers,
                              .shuffle = true,
                              .drop_last = true,
                              .only_images_with_targets = true,
                              .pin_memory = teacher.device().is_cuda(),
-                             .seed = options.seed,
+                             .seed = stream,
                              .transform = options.transform};
   DetectionLoader loader(train, loader_config);
   if (loader.batches_per_epoch() == 0)
@@ -165,8 +172,7 @@ PretrainedDecoder pretrain_decoder(InstanceConditionalDistiller& distiller, Reti
       NoGradGuard no_grad;
       features = teacher.features(inputs.images);
     }
-    // The same per-iteration stream construction as the student runs, from the pretraining's own seed.
-    Generator gen(options.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(iteration));
+    Generator gen(stream + static_cast<uint64_t>(iteration));
     const std::vector<ImageQueries> queries = distiller.sample_queries(image_instances(inputs), gen);
     const IcdOutput out = distiller.auxiliary(features, padded, queries);
     const Tensor total = add(out.aux_identification, out.aux_localization);

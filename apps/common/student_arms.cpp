@@ -118,12 +118,40 @@ std::string student_run_dir(const StudentRunContext& context, const StudentArm& 
 
 ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRunContext& context) {
   const ExperimentPreset& preset = *context.preset;
-  ArmOutcome outcome{.run_dir = student_run_dir(context, arm, seed)};
-  RunFolder run(outcome.run_dir);
-  const std::string eval_path = run.file("eval.json");
-  if (context.training.resume && std::filesystem::exists(eval_path)) {
-    outcome.row = ap_row(*read_eval_json(eval_path));
-    if (std::ifstream in(run.file("attention.json")); in) {
+  ArmOutcome outcome{.run_dir = student_run_dir(context, arm, seed), .seed = seed};
+  TrainOptions options = context.training;
+  options.seed = seed;
+  options.clip_value = preset.distillation.student_clip_value;
+  // What decides the result: a run may be continued or read back only when it was asked the same.
+  const nlohmann::json request{{"preset", preset.name},
+                               {"method", arm.name},
+                               {"inherit", arm.inherit},
+                               {"seed", seed},
+                               {"teacher", context.teacher_path},
+                               {"student", to_json(preset.student)},
+                               {"training", training_to_json(options)},
+                               {"distillation", preset.distillation.to_json()},
+                               {"precision", dtype_name(options.precision)}};
+  const std::string eval_name = "eval.json", config_name = "config.json";
+  const std::filesystem::path folder(outcome.run_dir);
+  if (context.training.resume && std::filesystem::exists(folder / config_name)) {
+    std::ifstream in(folder / config_name);
+    nlohmann::json stored;
+    try {
+      stored = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error((folder / config_name).string() + " is not JSON (" + e.what() + ")");
+    }
+    for (const auto& [key, value] : request.items())
+      if (!stored.contains(key) || stored[key] != value)
+        throw std::runtime_error(
+            outcome.run_dir + " was run with another \"" + key +
+            "\" than asked now: --resume continues only the same run (remove the folder, " +
+            "or run without --resume, to start it again)");
+  }
+  if (context.training.resume && std::filesystem::exists(folder / eval_name)) {
+    outcome.row = ap_row(*read_eval_json((folder / eval_name).string()));
+    if (std::ifstream in(folder / "attention.json"); in) {
       const nlohmann::json j = nlohmann::json::parse(in);
       outcome.specificity = specificity_from_json(j.at("specificity"));
     }
@@ -131,27 +159,17 @@ ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRu
     std::cout << outcome.run_dir << " is finished: its evaluation is read back\n";
     return outcome;
   }
-  std::filesystem::remove(eval_path);
-  std::filesystem::remove(run.file("attention.json"));
+  // A fresh start leaves nothing of an earlier run (its checkpoint above all) for a later --resume to find.
+  if (!context.training.resume) std::filesystem::remove_all(folder);
+  RunFolder run(outcome.run_dir);
 
-  TrainOptions options = context.training;
-  options.seed = seed;
-  options.clip_value = preset.distillation.student_clip_value;
   Generator gen(seed);
   RetinaNet student(preset.student, gen);  // every arm of a seed starts from these weights
   student.to(options.device);              // before inheriting from the teacher, which lives there
-  nlohmann::json config{{"app", "distill_retinanet"},
-                        {"preset", preset.name},
-                        {"method", arm.name},
-                        {"description", arm.description},
-                        {"inherit", arm.inherit},
-                        {"seed", seed},
-                        {"teacher", context.teacher_path},
-                        {"student", to_json(preset.student)},
-                        {"training", training_to_json(options)},
-                        {"distillation", preset.distillation.to_json()},
-                        {"device", options.device.str()},
-                        {"precision", dtype_name(options.precision)}};
+  nlohmann::json config = request;
+  config["app"] = "distill_retinanet";
+  config["description"] = arm.description;
+  config["device"] = options.device.str();
   if (arm.inherit) {
     const std::vector<std::string> copied = inherit_from_teacher(student, *context.teacher);
     std::cout << "inherited " << copied.size() << " FPN and head tensors from the teacher\n";
@@ -176,7 +194,8 @@ ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRu
   EvalOptions eval = preset.evaluation;
   eval.detections_path = run.file("detections.json");
   const CocoEvalResult result = evaluate_detector(student, *context.data->val, eval);
-  write_file_atomically(eval_path, coco_eval_to_json(result).dump(2) + "\n");  // last: marks it finished
+  write_file_atomically(run.file(eval_name),
+                        coco_eval_to_json(result).dump(2) + "\n");  // last: marks it finished
   outcome.row = ap_row(result);
   return outcome;
 }

@@ -51,14 +51,17 @@ struct StudentRunContext {
 
 struct ArmOutcome {
   std::string run_dir;
+  uint64_t seed = 0;
   std::array<double, 6> row{};                      // AP, AP50, AP75, APs, APm, APl (percent)
   std::optional<AttentionSpecificity> specificity;  // ICD arms: on the validation images, after training
   bool reused = false;  // a finished run read back (with --resume), not trained again
 };
 
 // runs/student-<arm>-<preset>-s<seed>. With context.training.resume, a finished run (eval.json present) is
-// read back and nothing is trained or evaluated again; an unfinished one continues from its checkpoint.
-// Without it, the run starts afresh (its old eval.json removed first, so a failure leaves no stale result).
+// read back and nothing is trained or evaluated again; an unfinished one continues from its checkpoint;
+// either only when its config.json asked the same (preset, arm, seed, teacher, student, training and
+// distillation settings, precision), otherwise it throws saying which differs. Without resume, the folder
+// is emptied first, so nothing of an earlier run (a checkpoint, a result) outlives a failure of this one.
 std::string student_run_dir(const StudentRunContext& context, const StudentArm& arm, uint64_t seed);
 ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRunContext& context);
 
