@@ -27,7 +27,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 
@@ -46,20 +45,6 @@ using namespace icd::app;
 namespace {
 
 const char* kColumns[6] = {"AP", "AP50", "AP75", "APs", "APm", "APl"};
-
-// The fake-instance prior from the training annotations (spec/icd.md: our data is not COCO).
-FakeInstancePrior training_prior(const CocoDataset& train) {
-  std::vector<ImageInstances> images;
-  for (int64_t i = 0; i < train.num_images(); ++i) {
-    DetectionTargets targets = train.targets(i);
-    ImageInstances image{.size = {train.image(i).height, train.image(i).width}};
-    for (const BoxXYXY& b : targets.boxes)
-      image.boxes.push_back({b.x1, b.y1, b.x2, b.y2});
-    image.labels = targets.classes;
-    images.push_back(std::move(image));
-  }
-  return FakeInstancePrior::from_annotations(images, train.num_classes());
-}
 
 // printf into a string (the table goes to the terminal and to a file).
 template <typename... Args>
@@ -90,8 +75,7 @@ bool teacher_finished(const std::string& run_dir) {
   if (!std::filesystem::exists(checkpoint) || !std::filesystem::exists(run_dir + "/eval.json") ||
       !std::filesystem::exists(config))
     return false;
-  std::ifstream in(config);
-  const int64_t asked = nlohmann::json::parse(in).at("iterations").get<int64_t>();
+  const int64_t asked = read_json_file(config).at("iterations").get<int64_t>();
   const auto& metadata = load_checkpoint(checkpoint).metadata;
   const auto done = metadata.find("iteration");
   return done != metadata.end() && std::stoll(done->second) >= asked;
@@ -149,13 +133,10 @@ int main(int argc, char** argv) {
   double icd_lr = 0, pretrain_lr = 0;
   int threads = omp_get_max_threads();
   bool resume = false, skip_bad_images = false, no_imagenet = false, pretrain_only = false;
-  std::string arm_list;
-  for (const StudentArm& arm : student_arms())
-    arm_list += (arm_list.empty() ? "" : ", ") + arm.name;
   app.add_option("--preset", preset_name, "tiny, default or large")->capture_default_str();
   app.add_option("--teacher", teacher_path, "teacher checkpoint (default: trained into runs/teacher-PRESET)");
   app.add_option("--methods", methods_text,
-                 "comma-separated arms (" + arm_list + "); default: the preset's (" +
+                 "comma-separated arms (" + student_arm_names() + "); default: the preset's (" +
                      ExperimentPreset{}.default_arms + ")");
   app.add_option("--seeds", seeds_text,
                  "comma-separated student seeds (several give the spread); default: the "
@@ -197,11 +178,7 @@ int main(int argc, char** argv) {
     for (const auto& part : CLI::detail::split(seeds_text.empty() ? preset.default_seeds : seeds_text, ','))
       seeds.push_back(std::stoull(part));
     DistillationRecipe& recipe = preset.distillation;
-    if (iterations > 0) {
-      preset.teacher_training.iterations = preset.student_training.iterations = iterations;
-      recipe.optimizer.iterations = iterations;
-      recipe.icd_warmup_iterations = std::min<int64_t>(1000, iterations / 5);
-    }
+    if (iterations > 0) set_iterations(preset, iterations);
     if (pretrain_iterations >= 0) recipe.decoder_pretraining.iterations = pretrain_iterations;
     if (pretrain_lr > 0) recipe.decoder_pretraining.lr = pretrain_lr;
     if (icd_warmup >= 0) recipe.icd_warmup_iterations = icd_warmup;

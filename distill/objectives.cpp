@@ -55,19 +55,11 @@ Generator iteration_generator(uint64_t seed, int64_t iteration) {
   return Generator(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(iteration));
 }
 
-std::unique_ptr<WarmupCosineLR> cosine(const DistillerOptimizerConfig& c) {
-  // Warmup factor 1 over 10 iterations: the released config's "no real warmup".
-  return std::make_unique<WarmupCosineLR>(CosineOptions{.base_lr = c.lr,
-                                                        .max_iter = c.iterations,
-                                                        .final_lr = 0.0,
-                                                        .warmup = LinearWarmup{.factor = 1.0, .iters = 10}});
-}
-
-void step(AdamW& optimizer, const WarmupCosineLR& schedule, double clip_norm, int64_t iteration) {
-  if (clip_norm > 0) clip_grad_norm(optimizer.parameters(), clip_norm);
-  optimizer.set_lr(schedule.lr(std::min(iteration, schedule.max_iter())));
-  optimizer.step();
-  optimizer.zero_grad();
+// A distiller initialised from its own generator of `seed`.
+template <typename Distiller, typename... Config>
+std::shared_ptr<Distiller> seeded(uint64_t seed, Config&&... config) {
+  Generator gen(seed);
+  return std::make_shared<Distiller>(std::forward<Config>(config)..., gen);
 }
 
 }  // namespace
@@ -85,17 +77,48 @@ std::vector<ImageInstances> image_instances(const TrainingBatch& batch) {
   return out;
 }
 
+DistillationObjective::DistillationObjective(RetinaNet& teacher, std::shared_ptr<Module> distiller,
+                                             const DistillerOptimizerConfig& optimizer)
+    : teacher_(teacher), module_(std::move(distiller)), optimizer_config_(optimizer) {
+  freeze(teacher_);
+  match_teacher(*module_, teacher_);  // before its optimizer takes the parameters
+  optimizer_ = std::make_unique<AdamW>(
+      module_->parameters(), AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
+  // Warmup factor 1 over 10 iterations: the released config's "no real warmup".
+  schedule_ =
+      std::make_unique<WarmupCosineLR>(CosineOptions{.base_lr = optimizer.lr,
+                                                     .max_iter = optimizer.iterations,
+                                                     .final_lr = 0.0,
+                                                     .warmup = LinearWarmup{.factor = 1.0, .iters = 10}});
+}
+
+void DistillationObjective::after_backward(int64_t iteration) {
+  if (optimizer_config_.clip_norm > 0) clip_grad_norm(optimizer_->parameters(), optimizer_config_.clip_norm);
+  optimizer_->set_lr(schedule_->lr(std::min(iteration, schedule_->max_iter())));
+  optimizer_->step();
+  optimizer_->zero_grad();
+}
+
+NamedTensors DistillationObjective::state() const {
+  NamedTensors out = prefixed(module_->state_dict(), "distiller.");
+  for (auto& e : prefixed(optimizer_->state(), "adamw."))
+    out.push_back(e);
+  return out;
+}
+
+void DistillationObjective::load_state(const NamedTensors& state) {
+  module_->load_state_dict(unprefixed(state, "distiller."));
+  optimizer_->load_state(unprefixed(state, "adamw."));
+}
+
 IcdObjective::IcdObjective(RetinaNet& teacher, const IcdConfig& config, FakeInstancePrior prior,
                            const DistillerOptimizerConfig& optimizer, uint64_t seed)
-    : teacher_(teacher), optimizer_config_(optimizer), seed_(seed) {
-  freeze(teacher_);
-  Generator gen(seed);
-  distiller_ = std::make_shared<InstanceConditionalDistiller>(config, std::move(prior), gen);
-  match_teacher(*distiller_, teacher_);  // before its optimizer takes the parameters
-  optimizer_ = std::make_unique<AdamW>(
-      distiller_->parameters(), AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
-  schedule_ = cosine(optimizer);
-}
+    : IcdObjective(teacher, seeded<InstanceConditionalDistiller>(seed, config, std::move(prior)), optimizer,
+                   seed) {}
+
+IcdObjective::IcdObjective(RetinaNet& teacher, std::shared_ptr<InstanceConditionalDistiller> distiller,
+                           const DistillerOptimizerConfig& optimizer, uint64_t seed)
+    : DistillationObjective(teacher, distiller, optimizer), distiller_(std::move(distiller)), seed_(seed) {}
 
 NamedLosses IcdObjective::losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) {
   check_same_device(student, teacher_, "IcdObjective");
@@ -115,39 +138,19 @@ NamedLosses IcdObjective::losses(RetinaNet& student, const TrainingBatch& batch,
           {"distill", last_.distill}};
 }
 
-void IcdObjective::after_backward(int64_t iteration) {
-  step(*optimizer_, *schedule_, optimizer_config_.clip_norm, iteration);
-}
-
 std::vector<std::pair<std::string, double>> IcdObjective::diagnostics() {
   if (!last_.teacher.logits.defined()) return {};
   return specificity_numbers(attention_specificity(last_.teacher.logits, last_.teacher_keys.level_sizes,
                                                    last_padded_size_, last_queries_));
 }
 
-NamedTensors IcdObjective::state() const {
-  NamedTensors out = prefixed(distiller_->state_dict(), "distiller.");
-  for (auto& e : prefixed(optimizer_->state(), "adamw."))
-    out.push_back(e);
-  return out;
-}
-
-void IcdObjective::load_state(const NamedTensors& state) {
-  distiller_->load_state_dict(unprefixed(state, "distiller."));
-  optimizer_->load_state(unprefixed(state, "adamw."));
-}
-
 FitNetObjective::FitNetObjective(RetinaNet& teacher, const FitNetConfig& config,
                                  const DistillerOptimizerConfig& optimizer, uint64_t seed)
-    : teacher_(teacher), optimizer_config_(optimizer) {
-  freeze(teacher_);
-  Generator gen(seed);
-  distiller_ = std::make_shared<FitNetDistiller>(config, gen);
-  match_teacher(*distiller_, teacher_);
-  optimizer_ = std::make_unique<AdamW>(
-      distiller_->parameters(), AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
-  schedule_ = cosine(optimizer);
-}
+    : FitNetObjective(teacher, seeded<FitNetDistiller>(seed, config), optimizer) {}
+
+FitNetObjective::FitNetObjective(RetinaNet& teacher, std::shared_ptr<FitNetDistiller> distiller,
+                                 const DistillerOptimizerConfig& optimizer)
+    : DistillationObjective(teacher, distiller, optimizer), distiller_(std::move(distiller)) {}
 
 NamedLosses FitNetObjective::losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) {
   check_same_device(student, teacher_, "FitNetObjective");
@@ -158,33 +161,13 @@ NamedLosses FitNetObjective::losses(RetinaNet& student, const TrainingBatch& bat
       {"loss_cls", detection.classification}, {"loss_box", detection.box_regression}, {"fitnet", imitation}};
 }
 
-void FitNetObjective::after_backward(int64_t iteration) {
-  step(*optimizer_, *schedule_, optimizer_config_.clip_norm, iteration);
-}
-
-NamedTensors FitNetObjective::state() const {
-  NamedTensors out = prefixed(distiller_->state_dict(), "distiller.");
-  for (auto& e : prefixed(optimizer_->state(), "adamw."))
-    out.push_back(e);
-  return out;
-}
-
-void FitNetObjective::load_state(const NamedTensors& state) {
-  distiller_->load_state_dict(unprefixed(state, "distiller."));
-  optimizer_->load_state(unprefixed(state, "adamw."));
-}
-
 FgfiObjective::FgfiObjective(RetinaNet& teacher, const FgfiConfig& config,
                              const DistillerOptimizerConfig& optimizer, uint64_t seed)
-    : teacher_(teacher), optimizer_config_(optimizer) {
-  freeze(teacher_);
-  Generator gen(seed);
-  distiller_ = std::make_shared<FgfiDistiller>(config, gen);
-  match_teacher(*distiller_, teacher_);
-  optimizer_ = std::make_unique<AdamW>(
-      distiller_->parameters(), AdamWOptions{.lr = optimizer.lr, .weight_decay = optimizer.weight_decay});
-  schedule_ = cosine(optimizer);
-}
+    : FgfiObjective(teacher, seeded<FgfiDistiller>(seed, config), optimizer) {}
+
+FgfiObjective::FgfiObjective(RetinaNet& teacher, std::shared_ptr<FgfiDistiller> distiller,
+                             const DistillerOptimizerConfig& optimizer)
+    : DistillationObjective(teacher, distiller, optimizer), distiller_(std::move(distiller)) {}
 
 NamedLosses FgfiObjective::losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) {
   check_same_device(student, teacher_, "FgfiObjective");
@@ -197,22 +180,6 @@ NamedLosses FgfiObjective::losses(RetinaNet& student, const TrainingBatch& batch
       distiller_->forward(outputs.features, teacher_features(teacher_, batch.images), outputs.anchors, boxes);
   return {
       {"loss_cls", detection.classification}, {"loss_box", detection.box_regression}, {"fgfi", imitation}};
-}
-
-void FgfiObjective::after_backward(int64_t iteration) {
-  step(*optimizer_, *schedule_, optimizer_config_.clip_norm, iteration);
-}
-
-NamedTensors FgfiObjective::state() const {
-  NamedTensors out = prefixed(distiller_->state_dict(), "distiller.");
-  for (auto& e : prefixed(optimizer_->state(), "adamw."))
-    out.push_back(e);
-  return out;
-}
-
-void FgfiObjective::load_state(const NamedTensors& state) {
-  distiller_->load_state_dict(unprefixed(state, "distiller."));
-  optimizer_->load_state(unprefixed(state, "adamw."));
 }
 
 std::vector<std::pair<std::string, double>> specificity_numbers(const AttentionSpecificity& s) {

@@ -37,17 +37,35 @@ struct DistillerOptimizerConfig {
 // The ground truth of a batch as the distiller takes it.
 std::vector<ImageInstances> image_instances(const TrainingBatch& batch);
 
-class IcdObjective : public TrainingObjective {
+// What every distillation objective shares: a frozen teacher, the distiller's module and its own optimizer
+// (AdamW with cosine decay and a global-norm clip, stepped after backward), checkpointed as "distiller.*"
+// weights and "adamw.*" optimizer state.
+class DistillationObjective : public TrainingObjective {
  public:
-  // `teacher` must outlive the objective; it is frozen (requires_grad off, eval mode) here. The
-  // distiller is made on the teacher's device and in its dtype (the student must match).
+  void after_backward(int64_t iteration) override;
+  std::vector<Tensor> parameters() const override { return optimizer_->parameters(); }
+  NamedTensors state() const override;
+  void load_state(const NamedTensors& state) override;
+
+ protected:
+  // `teacher` must outlive the objective; it is frozen (requires_grad off, eval mode) here. The distiller
+  // is moved to the teacher's device and dtype (the student must match) before its optimizer takes it.
+  DistillationObjective(RetinaNet& teacher, std::shared_ptr<Module> distiller,
+                        const DistillerOptimizerConfig& optimizer);
+  RetinaNet& teacher_;
+
+ private:
+  std::shared_ptr<Module> module_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<WarmupCosineLR> schedule_;
+  DistillerOptimizerConfig optimizer_config_;
+};
+
+class IcdObjective : public DistillationObjective {
+ public:
   IcdObjective(RetinaNet& teacher, const IcdConfig& config, FakeInstancePrior prior,
                const DistillerOptimizerConfig& optimizer, uint64_t seed);
   NamedLosses losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) override;
-  void after_backward(int64_t iteration) override;
-  std::vector<Tensor> parameters() const override { return optimizer_->parameters(); }
-  NamedTensors state() const override;  // "distiller.*" weights and "adamw.*" optimizer state
-  void load_state(const NamedTensors& state) override;
   // "spec", "spec_cross" and "spec_p3".. of the last batch's real queries (distill/attention_specificity.h).
   std::vector<std::pair<std::string, double>> diagnostics() override;
   InstanceConditionalDistiller& distiller() { return *distiller_; }
@@ -55,54 +73,40 @@ class IcdObjective : public TrainingObjective {
   const IcdOutput& last_output() const { return last_; }
 
  private:
-  RetinaNet& teacher_;
+  IcdObjective(RetinaNet& teacher, std::shared_ptr<InstanceConditionalDistiller> distiller,
+               const DistillerOptimizerConfig& optimizer, uint64_t seed);
   std::shared_ptr<InstanceConditionalDistiller> distiller_;
-  std::unique_ptr<AdamW> optimizer_;
-  std::unique_ptr<WarmupCosineLR> schedule_;
-  DistillerOptimizerConfig optimizer_config_;
   uint64_t seed_;
   IcdOutput last_;
   std::vector<ImageQueries> last_queries_;
   ImageSize last_padded_size_;
 };
 
-class FitNetObjective : public TrainingObjective {
+class FitNetObjective : public DistillationObjective {
  public:
   FitNetObjective(RetinaNet& teacher, const FitNetConfig& config, const DistillerOptimizerConfig& optimizer,
                   uint64_t seed);
   NamedLosses losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) override;
-  void after_backward(int64_t iteration) override;
-  std::vector<Tensor> parameters() const override { return optimizer_->parameters(); }
-  NamedTensors state() const override;
-  void load_state(const NamedTensors& state) override;
 
  private:
-  RetinaNet& teacher_;
+  FitNetObjective(RetinaNet& teacher, std::shared_ptr<FitNetDistiller> distiller,
+                  const DistillerOptimizerConfig& optimizer);
   std::shared_ptr<FitNetDistiller> distiller_;
-  std::unique_ptr<AdamW> optimizer_;
-  std::unique_ptr<WarmupCosineLR> schedule_;
-  DistillerOptimizerConfig optimizer_config_;
 };
 
 // FgfiObjective: the baseline of fine-grained feature imitation (distill/fgfi.h): FPN maps imitated only at
 // the cells whose anchors overlap a ground-truth box well, through a learned convolution per level.
-class FgfiObjective : public TrainingObjective {
+class FgfiObjective : public DistillationObjective {
  public:
   // config.anchors_per_cell must be the student's A (sizes per level x aspect ratios).
   FgfiObjective(RetinaNet& teacher, const FgfiConfig& config, const DistillerOptimizerConfig& optimizer,
                 uint64_t seed);
   NamedLosses losses(RetinaNet& student, const TrainingBatch& batch, int64_t iteration) override;
-  void after_backward(int64_t iteration) override;
-  std::vector<Tensor> parameters() const override { return optimizer_->parameters(); }
-  NamedTensors state() const override;
-  void load_state(const NamedTensors& state) override;
 
  private:
-  RetinaNet& teacher_;
+  FgfiObjective(RetinaNet& teacher, std::shared_ptr<FgfiDistiller> distiller,
+                const DistillerOptimizerConfig& optimizer);
   std::shared_ptr<FgfiDistiller> distiller_;
-  std::unique_ptr<AdamW> optimizer_;
-  std::unique_ptr<WarmupCosineLR> schedule_;
-  DistillerOptimizerConfig optimizer_config_;
 };
 
 // Attention specificity as named numbers: "spec" (own box), "spec_cross" (other boxes; only with pairs),

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "apps/common/decoder_pretraining.h"
+#include "apps/common/experiment.h"
 #include "apps/common/run_folder.h"
 #include "apps/common/trainer.h"
 #include "datasets/builtin_dataset.h"
@@ -98,19 +99,6 @@ class NanObjective : public TrainingObjective {
   int64_t bad_;
 };
 
-FakeInstancePrior prior_of(const CocoDataset& dataset) {
-  std::vector<ImageInstances> annotations;
-  for (int64_t i = 0; i < dataset.num_images(); ++i) {
-    DetectionTargets t = dataset.targets(i);
-    ImageInstances image{.size = {dataset.image(i).height, dataset.image(i).width}};
-    for (const BoxXYXY& b : t.boxes)
-      image.boxes.push_back({b.x1, b.y1, b.x2, b.y2});
-    image.labels = t.classes;
-    annotations.push_back(image);
-  }
-  return FakeInstancePrior::from_annotations(annotations, dataset.num_classes());
-}
-
 }  // namespace
 
 TEST_CASE("a resumed run ends exactly where an uninterrupted run ends") {
@@ -158,7 +146,7 @@ TEST_CASE("ICD: resuming restores the distiller and its AdamW exactly") {
   const int64_t K = data.train->num_classes();
   Generator teacher_gen(5);
   RetinaNet teacher(small_config(K), teacher_gen);
-  FakeInstancePrior prior = prior_of(*data.train);
+  FakeInstancePrior prior = training_prior(*data.train);
   IcdConfig icd{.num_classes = K,
                 .hidden_dim = 16,
                 .student_channels = 16,
@@ -348,7 +336,7 @@ TEST_CASE("decoder pretraining trains the encoder, decoder and predictor alone, 
   const std::string dir = (data.dir.path() / "pretraining").string();
 
   Generator gen(1);
-  InstanceConditionalDistiller distiller(icd, prior_of(*data.train), gen);
+  InstanceConditionalDistiller distiller(icd, training_prior(*data.train), gen);
   const NamedTensors initial = distiller.state_dict();
   std::map<std::string, std::vector<double>> before;
   for (const auto& [name, t] : initial)
@@ -381,7 +369,7 @@ TEST_CASE("decoder pretraining trains the encoder, decoder and predictor alone, 
 
   // The same request is read back into a differently initialised distiller, weights and numbers alike.
   Generator other_gen(2);
-  InstanceConditionalDistiller again(icd, prior_of(*data.train), other_gen);
+  InstanceConditionalDistiller again(icd, training_prior(*data.train), other_gen);
   const PretrainedDecoder second =
       pretrain_decoder(again, teacher, *data.train, *data.val, options, teacher_id, dir);
   CHECK(second.reused);
@@ -398,7 +386,7 @@ TEST_CASE("decoder pretraining trains the encoder, decoder and predictor alone, 
   DecoderPretrainingOptions faster = options;
   faster.lr = 2e-3;
   Generator third_gen(3);
-  InstanceConditionalDistiller third(icd, prior_of(*data.train), third_gen);
+  InstanceConditionalDistiller third(icd, training_prior(*data.train), third_gen);
   CHECK_FALSE(pretrain_decoder(third, teacher, *data.train, *data.val, faster, teacher_id, dir).reused);
   nlohmann::json other_teacher = teacher_id;
   other_teacher["bytes"] = 2;

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "apps/common/attention_pictures.h"
@@ -47,11 +46,10 @@ std::vector<Tensor> decoder_parameters(InstanceConditionalDistiller& distiller) 
 
 std::optional<nlohmann::json> read_json(const std::string& path) {
   if (!std::filesystem::exists(path)) return std::nullopt;
-  std::ifstream in(path);
   try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    std::cout << path << " is not valid JSON (" << e.what() << "): it is made again\n";
+    return read_json_file(path);
+  } catch (const std::runtime_error& e) {
+    std::cout << e.what() << ": it is made again\n";
     return std::nullopt;
   }
 }

@@ -3,7 +3,6 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <set>
 #include <stdexcept>
@@ -70,7 +69,33 @@ std::unique_ptr<CocoDataset> first_images(const CocoDataset& dataset, std::size_
                                        dataset.image_dir());
 }
 
+// What the distillation recipe derives from the students' length.
+void fit_recipe_to_length(ExperimentPreset& p) {
+  // The reference detaches the student's features for 1000 of 90k iterations; a short schedule keeps a
+  // fifth of its iterations for the adapter alone.
+  p.distillation.icd_warmup_iterations = std::min<int64_t>(1000, p.student_training.iterations / 5);
+  p.distillation.optimizer.iterations = p.student_training.iterations;
+}
+
 }  // namespace
+
+void set_iterations(ExperimentPreset& preset, int64_t iterations) {
+  preset.teacher_training.iterations = preset.student_training.iterations = iterations;
+  fit_recipe_to_length(preset);
+}
+
+FakeInstancePrior training_prior(const CocoDataset& train) {
+  std::vector<ImageInstances> images;
+  for (int64_t i = 0; i < train.num_images(); ++i) {
+    DetectionTargets targets = train.targets(i);
+    ImageInstances image{.size = {train.image(i).height, train.image(i).width}};
+    for (const BoxXYXY& b : targets.boxes)
+      image.boxes.push_back({b.x1, b.y1, b.x2, b.y2});
+    image.labels = targets.classes;
+    images.push_back(std::move(image));
+  }
+  return FakeInstancePrior::from_annotations(images, train.num_classes());
+}
 
 ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes) {
   ExperimentPreset p;
@@ -149,10 +174,7 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
   p.student_training.seed = 1;
 
   DistillationRecipe& d = p.distillation;
-  // The reference detaches the student's features for 1000 of 90k iterations; a short schedule keeps a
-  // fifth of its iterations for the adapter alone.
-  d.icd_warmup_iterations = std::min<int64_t>(1000, p.student_training.iterations / 5);
-  d.optimizer.iterations = p.student_training.iterations;
+  fit_recipe_to_length(p);
   d.decoder_pretraining.batch_size = p.student_training.batch_size;
   d.decoder_pretraining.transform = p.student_training.transform;
   d.decoder_pretraining.test_transform = p.evaluation.transform;
@@ -301,9 +323,8 @@ CocoEvalResult run_teacher_training(const ExperimentPreset& preset, const Datase
 
 std::optional<CocoEvalResult> read_eval_json(const std::string& path) {
   if (!std::filesystem::exists(path)) return std::nullopt;
-  std::ifstream in(path);
+  const nlohmann::json j = read_json_file(path);
   try {
-    const nlohmann::json j = nlohmann::json::parse(in);
     CocoEvalResult r;
     for (int i = 0; i < 12; ++i)
       r.stats[i] = j.at("stats").at(i).get<double>();

@@ -78,6 +78,13 @@ CocoEvalResult run_teacher_training(const ExperimentPreset& preset, const Datase
                                     const std::string& run_dir, const TrainOptions& options,
                                     bool use_imagenet);
 
+// The fake-instance prior of ICD from a training set's own annotations (spec/icd.md: our data is not COCO).
+FakeInstancePrior training_prior(const CocoDataset& train);
+
+// Sets the teacher's and the students' iterations, and what the distillation recipe derives from the
+// students' (the distillers' cosine length and ICD's warm-up).
+void set_iterations(ExperimentPreset& preset, int64_t iterations);
+
 // The row of the results table: AP, AP50, AP75, APs, APm, APl (COCO percent).
 std::array<double, 6> ap_row(const CocoEvalResult& result);
 

@@ -9,6 +9,16 @@
 
 namespace icd::app {
 
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + " is not JSON (" + e.what() + ")");
+  }
+}
+
 RunFolder::RunFolder(std::string path) : path_(std::move(path)) {
   std::error_code ec;
   std::filesystem::create_directories(path_, ec);

@@ -10,6 +10,10 @@
 
 namespace icd::app {
 
+// A JSON file of a run (config.json, eval.json, ...), parsed; throws naming the file when it cannot be read
+// or is not JSON.
+nlohmann::json read_json_file(const std::string& path);
+
 class RunFolder {
  public:
   explicit RunFolder(std::string path);

@@ -1,7 +1,6 @@
 #include "apps/common/student_arms.h"
 
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <set>
 #include <stdexcept>
@@ -10,13 +9,6 @@
 
 namespace icd::app {
 namespace {
-
-std::string arm_names() {
-  std::string names;
-  for (const StudentArm& arm : student_arms())
-    names += (names.empty() ? "" : ", ") + arm.name;
-  return names;
-}
 
 nlohmann::json training_to_json(const TrainOptions& t) {
   return {{"iterations", t.iterations},
@@ -91,10 +83,17 @@ const std::vector<StudentArm>& student_arms() {
   return arms;
 }
 
+std::string student_arm_names() {
+  std::string names;
+  for (const StudentArm& arm : student_arms())
+    names += (names.empty() ? "" : ", ") + arm.name;
+  return names;
+}
+
 const StudentArm& find_student_arm(const std::string& name) {
   for (const StudentArm& arm : student_arms())
     if (arm.name == name) return arm;
-  throw std::invalid_argument("unknown method '" + name + "' (" + arm_names() + ")");
+  throw std::invalid_argument("unknown method '" + name + "' (" + student_arm_names() + ")");
 }
 
 std::vector<StudentArm> parse_student_arms(const std::string& comma_separated) {
@@ -135,13 +134,7 @@ ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRu
   const std::string eval_name = "eval.json", config_name = "config.json";
   const std::filesystem::path folder(outcome.run_dir);
   if (context.training.resume && std::filesystem::exists(folder / config_name)) {
-    std::ifstream in(folder / config_name);
-    nlohmann::json stored;
-    try {
-      stored = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error((folder / config_name).string() + " is not JSON (" + e.what() + ")");
-    }
+    const nlohmann::json stored = read_json_file((folder / config_name).string());
     for (const auto& [key, value] : request.items())
       if (!stored.contains(key) || stored[key] != value)
         throw std::runtime_error(
@@ -151,10 +144,9 @@ ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRu
   }
   if (context.training.resume && std::filesystem::exists(folder / eval_name)) {
     outcome.row = ap_row(*read_eval_json((folder / eval_name).string()));
-    if (std::ifstream in(folder / "attention.json"); in) {
-      const nlohmann::json j = nlohmann::json::parse(in);
-      outcome.specificity = specificity_from_json(j.at("specificity"));
-    }
+    if (std::filesystem::exists(folder / "attention.json"))
+      outcome.specificity =
+          specificity_from_json(read_json_file((folder / "attention.json").string()).at("specificity"));
     outcome.reused = true;
     std::cout << outcome.run_dir << " is finished: its evaluation is read back\n";
     return outcome;

@@ -32,6 +32,7 @@ struct StudentArm {
 };
 
 const std::vector<StudentArm>& student_arms();
+std::string student_arm_names();  // "none, inherit, ...", for messages
 // The arm called `name`; throws std::invalid_argument listing the names otherwise.
 const StudentArm& find_student_arm(const std::string& name);
 // "none,icd" -> the arms, in order, each once; throws naming an unknown or repeated one.
