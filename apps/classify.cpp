@@ -71,6 +71,7 @@ json metadata_json(const Checkpoint& checkpoint, const std::string& key, const s
 ResNetConfig resnet_config(const json& config, const std::string& path) {
   try {
     return {.depth = config.at("depth").get<int>(),
+            .blocks = config.value("blocks", std::vector<int>{}),  // absent: the depth's standard plan
             .stride_on_3x3 = config.at("stride_on_3x3").get<bool>(),
             .conv_bias = config.at("conv_bias").get<bool>(),
             .norm = NormKind::frozen_batch_norm,

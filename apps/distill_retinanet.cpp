@@ -1,4 +1,5 @@
-// distill_retinanet: the main experiment. Trains a student RetinaNet (ResNet-18 FPN) several ways from the
+// distill_retinanet: the main experiment. Trains a student RetinaNet (ResNet-18 FPN from scratch, or with
+// --student resnet50-cut a ResNet-50 FPN with fewer blocks starting from ImageNet) several ways from the
 // same initialisation, seed, data order and schedule, all from one frozen teacher (ResNet-50 FPN):
 // alone (the baseline), alone but starting from the teacher's FPN and head (inheriting), with
 // instance-conditional distillation (ICD, Kang et al., NeurIPS 2021) with and without inheriting, and with
@@ -20,6 +21,7 @@
 //   ./build/apps/distill_retinanet --resume                      # continue; finished runs are kept
 //   ./build/apps/distill_retinanet --pretrain-only --pretrain-lr 3e-3   # study decoder pretraining alone
 //   ./build/apps/distill_retinanet --preset large --device cuda --precision bf16   # on a GPU
+//   ./build/apps/distill_retinanet --student resnet50-cut --student-blocks 3,4,3,3   # an ImageNet student
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -101,7 +103,10 @@ std::pair<std::array<double, 6>, std::array<double, 6>> mean_and_spread(const st
 }
 
 void append_specificity(std::string& out, const std::string& label, const AttentionSpecificity& s) {
-  append(out, "  %-40s %6.2f  %6.2f  (%lld instances)\n", label.c_str(), s.overall, s.cross,
+  char rank[48] = "  n/a";  // a measurement saved before the rank existed
+  if (s.num_ranked > 0)
+    std::snprintf(rank, sizeof rank, "%5.0f%% (chance %2.0f%%)", 100 * s.own_first, 100 * s.own_first_chance);
+  append(out, "  %-40s %6.2f  %6.2f  %s  (%lld instances)\n", label.c_str(), s.overall, s.cross, rank,
          static_cast<long long>(s.num_queries));
 }
 
@@ -128,13 +133,21 @@ int main(int argc, char** argv) {
       "Distil a RetinaNet student from a RetinaNet teacher with ICD, and compare with the baselines"};
   std::string preset_name = "default", teacher_path, methods_text, seeds_text, runs_dir = "runs",
               device = "auto", precision = "f32";
-  std::string train_json, val_json;
-  int64_t iterations = 0, pretrain_iterations = -1, icd_warmup = -1;
+  std::string train_json, val_json, student_name = "resnet18";
+  std::vector<int> student_blocks;
+  int64_t iterations = 0, pretrain_iterations = -1, pretrain_warmup = -1, pretrain_steps = 0, icd_warmup = -1;
   double icd_lr = 0, pretrain_lr = 0;
   int threads = omp_get_max_threads();
   bool resume = false, skip_bad_images = false, no_imagenet = false, pretrain_only = false;
   app.add_option("--preset", preset_name, "tiny, default or large")->capture_default_str();
   app.add_option("--teacher", teacher_path, "teacher checkpoint (default: trained into runs/teacher-PRESET)");
+  app.add_option("--student", student_name,
+                 "the student's backbone: resnet18 (from scratch) or resnet50-cut (ResNet-50 v1 with fewer "
+                 "blocks, from the ImageNet weights)")
+      ->capture_default_str();
+  app.add_option("--student-blocks", student_blocks,
+                 "resnet50-cut's blocks per stage, each at most ResNet-50's 3,4,6,3 (default: 3,4,3,3)")
+      ->delimiter(',');
   app.add_option("--methods", methods_text,
                  "comma-separated arms (" + student_arm_names() + "); default: the preset's (" +
                      ExperimentPreset{}.default_arms + ")");
@@ -151,6 +164,11 @@ int main(int argc, char** argv) {
       "iterations of ICD decoder pretraining on the frozen teacher (0: none; default: the preset's)");
   app.add_option("--pretrain-lr", pretrain_lr,
                  "learning rate of decoder pretraining (default: the preset's)");
+  app.add_option("--pretrain-warmup", pretrain_warmup,
+                 "iterations of linear learning-rate warm-up in decoder pretraining (default: the preset's)");
+  app.add_option(
+      "--pretrain-steps-per-batch", pretrain_steps,
+      "decoder pretraining steps per teacher forward, each with fresh queries (default: the preset's)");
   app.add_flag("--pretrain-only", pretrain_only,
                "stop after the teacher and ICD's decoder pretraining (to study the pretraining alone)");
   app.add_option("--icd-warmup", icd_warmup,
@@ -168,10 +186,16 @@ int main(int argc, char** argv) {
   omp_set_num_threads(threads);
 
   try {
+    // A wrong student fails here, before the dataset is built or the teacher trained.
+    ExperimentPreset probe = experiment_preset(preset_name, 1);
+    set_student(probe, student_name, student_blocks);
+    if (probe.student_backbone.imagenet)
+      require_imagenet_weights(probe.imagenet_weights, "--student " + student_name);
     const Device where = use_device_flag(device);
     ProgressLine clock("experiment", 1, 1);
     DatasetSplits data = load_datasets(preset_name, train_json, val_json);
     ExperimentPreset preset = experiment_preset(preset_name, data.train->num_classes());
+    set_student(preset, student_name, student_blocks);
     const std::vector<StudentArm> arms =
         parse_student_arms(methods_text.empty() ? preset.default_arms : methods_text);
     std::vector<uint64_t> seeds;
@@ -181,6 +205,8 @@ int main(int argc, char** argv) {
     if (iterations > 0) set_iterations(preset, iterations);
     if (pretrain_iterations >= 0) recipe.decoder_pretraining.iterations = pretrain_iterations;
     if (pretrain_lr > 0) recipe.decoder_pretraining.lr = pretrain_lr;
+    if (pretrain_warmup >= 0) recipe.decoder_pretraining.warmup_iterations = pretrain_warmup;
+    if (pretrain_steps > 0) recipe.decoder_pretraining.steps_per_batch = pretrain_steps;
     if (icd_warmup >= 0) recipe.icd_warmup_iterations = icd_warmup;
     if (icd_lr > 0) recipe.optimizer.lr = icd_lr;
 
@@ -234,9 +260,11 @@ int main(int argc, char** argv) {
                                       file_identity(teacher_path), teacher_dir + "/decoder-pretraining");
         std::printf(
             "decoder pretraining: aux_conf %.3f (a constant guess: %.3f); attention specificity %.2f -> "
-            "%.2f (other boxes %.2f -> %.2f)\n",
+            "%.2f (other boxes %.2f -> %.2f); own box first %.0f%% -> %.0f%% (chance %.0f%%)\n",
             pretrained->final_aux_conf, pretrained->constant_aux_conf, pretrained->before.overall,
-            pretrained->after.overall, pretrained->before.cross, pretrained->after.cross);
+            pretrained->after.overall, pretrained->before.cross, pretrained->after.cross,
+            100 * pretrained->before.own_first, 100 * pretrained->after.own_first,
+            100 * pretrained->after.own_first_chance);
       } catch (const std::exception& e) {
         pretraining_failure = std::string("decoder pretraining failed: ") + e.what();
         std::cerr << "distill_retinanet: " << pretraining_failure << "\n";
@@ -275,7 +303,7 @@ int main(int argc, char** argv) {
 
     // 4. The table: mean over seeds, with the spread (half the range) when there are several; the gains;
     // each seed's AP; the attention specificity.
-    const std::string student_label = "student (R" + std::to_string(preset.student.backbone.depth) + ") ";
+    const std::string student_label = "student (" + student_backbone_label(preset) + ") ";
     std::string table;
     append(table, "COCO box AP on %s (%zu val images), preset %s, %zu seed(s), %s\n",
            data.val->source().c_str(), static_cast<size_t>(data.val->num_images()), preset_name.c_str(),
@@ -342,7 +370,7 @@ int main(int argc, char** argv) {
         any_specificity = any_specificity || run.specificity.has_value();
     if (any_specificity) {
       table += "ICD attention specificity on validation instances (1 = spread evenly):\n";
-      append(table, "  %-40s %6s  %6s\n", "", "own", "other");
+      append(table, "  %-40s %6s  %6s  %s\n", "", "own", "other", "own box first");
       if (pretrained) {
         append_specificity(table, "decoder before pretraining", pretrained->before);
         append_specificity(
@@ -356,10 +384,10 @@ int main(int argc, char** argv) {
                                *run.specificity);
     }
     std::cout << "\n" << table;
-    const std::string table_path = runs_dir + "/results-" + preset_name + ".txt";
+    const std::string table_path = runs_dir + "/results-" + preset_name + student_folder_tag(preset) + ".txt";
     write_file_atomically(table_path, table);
     std::cout << "wrote " << table_path << "\n";
-    const std::string curves_path = runs_dir + "/ap-" + preset_name + ".png";
+    const std::string curves_path = runs_dir + "/ap-" + preset_name + student_folder_tag(preset) + ".png";
     plot_ap_over_time(arms, results, curves_path);
     std::cout << "wrote " << curves_path << "\n";
     for (const auto& [name, r] : results)

@@ -75,13 +75,15 @@ ResNetConfig keras_resnet50_config(int64_t num_classes) {
 
 // The keys of the backbone block of RetinaNetConfig's JSON (models/retinanet_config.cpp), plus num_classes.
 json config_json(const ResNetConfig& config) {
-  return {{"depth", config.depth},
-          {"stride_on_3x3", config.stride_on_3x3},
-          {"conv_bias", config.conv_bias},
-          {"norm", config.norm == NormKind::batch_norm ? "batch_norm" : "frozen_batch_norm"},
-          {"norm_eps", config.norm_eps},
-          {"freeze_at", config.freeze_at},
-          {"num_classes", config.num_classes}};
+  json j{{"depth", config.depth},
+         {"stride_on_3x3", config.stride_on_3x3},
+         {"conv_bias", config.conv_bias},
+         {"norm", config.norm == NormKind::batch_norm ? "batch_norm" : "frozen_batch_norm"},
+         {"norm_eps", config.norm_eps},
+         {"freeze_at", config.freeze_at},
+         {"num_classes", config.num_classes}};
+  if (!config.blocks.empty()) j["blocks"] = config.blocks;  // absent: the depth's standard plan
+  return j;
 }
 
 // Keras ImageNet models from the Caffe port ("caffe" preprocessing in keras.applications).

@@ -107,13 +107,21 @@ AttentionSpecificity attention_specificity(const Tensor& logits, const std::vect
       result.overall += specificity;
       result.per_query.push_back(specificity);
       ++result.num_queries;
+      bool own_is_first = true;
       for (int64_t j = 0; j < image.num_real; ++j) {
         if (j == i) continue;
         double mass = 0;
         for (const LevelGrid& level : levels)
           mass += mass_in_box(p.data(), level, box_of(j));
-        result.cross += mass / share_of(box_of(j));
+        const double other = mass / share_of(box_of(j));
+        result.cross += other;
+        own_is_first = own_is_first && specificity > other;
         ++result.num_pairs;
+      }
+      if (image.num_real >= 2) {
+        result.own_first += own_is_first ? 1.0 : 0.0;
+        result.own_first_chance += 1.0 / static_cast<double>(image.num_real);
+        ++result.num_ranked;
       }
     }
   }
@@ -121,6 +129,10 @@ AttentionSpecificity attention_specificity(const Tensor& logits, const std::vect
   for (double& v : result.per_level)
     v /= static_cast<double>(result.num_queries);
   if (result.num_pairs > 0) result.cross /= static_cast<double>(result.num_pairs);
+  if (result.num_ranked > 0) {
+    result.own_first /= static_cast<double>(result.num_ranked);
+    result.own_first_chance /= static_cast<double>(result.num_ranked);
+  }
   return result;
 }
 
@@ -134,8 +146,11 @@ AttentionSpecificity combine(const std::vector<AttentionSpecificity>& parts) {
     for (std::size_t l = 0; l < part.per_level.size(); ++l)
       total.per_level[l] += part.per_level[l] * static_cast<double>(part.num_queries);
     total.cross += part.cross * static_cast<double>(part.num_pairs);
+    total.own_first += part.own_first * static_cast<double>(part.num_ranked);
+    total.own_first_chance += part.own_first_chance * static_cast<double>(part.num_ranked);
     total.num_queries += part.num_queries;
     total.num_pairs += part.num_pairs;
+    total.num_ranked += part.num_ranked;
     total.per_query.insert(total.per_query.end(), part.per_query.begin(), part.per_query.end());
   }
   if (total.num_queries > 0) {
@@ -144,6 +159,10 @@ AttentionSpecificity combine(const std::vector<AttentionSpecificity>& parts) {
       v /= static_cast<double>(total.num_queries);
   }
   if (total.num_pairs > 0) total.cross /= static_cast<double>(total.num_pairs);
+  if (total.num_ranked > 0) {
+    total.own_first /= static_cast<double>(total.num_ranked);
+    total.own_first_chance /= static_cast<double>(total.num_ranked);
+  }
   return total;
 }
 

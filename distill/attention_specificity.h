@@ -14,6 +14,14 @@
 // instance gives specificity >> 1 and cross << specificity; attention to every object alike (objectness)
 // gives specificity ≈ cross > 1. The reported numbers are means over the real queries (over the ordered
 // pairs i != j for cross; images with one box have none).
+//
+// Means of ratios are ruled by small boxes (one cell of attention in a 12-pixel box scores in the
+// hundreds), so a rank says it more robustly: in an image with n_b >= 2 real boxes, query i puts its own box
+// first when mass_i(B_i) / share(B_i) > mass_i(B_j) / share(B_j) for every other real box j.
+//   own_first          share of such queries that put their own box first
+//   own_first_chance   the mean of 1 / n_b over the same queries: what attention blind to the query scores
+//                      (objectness ranks the boxes the same way for every query of an image, so each image
+//                      then has one winner)
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -29,6 +37,9 @@ struct AttentionSpecificity {
   double cross = 0;               // mean cross_i,j over pairs; 0 when there are no pairs
   int64_t num_queries = 0;        // real queries measured
   int64_t num_pairs = 0;          // (i, j) pairs in `cross`
+  double own_first = 0;           // share of ranked queries whose own box is first; 0 when none
+  double own_first_chance = 0;    // mean 1 / n_b over the ranked queries
+  int64_t num_ranked = 0;         // real queries of images with at least two real boxes
   std::vector<double> per_query;  // specificity_i, image by image, real queries in order
 };
 

@@ -185,6 +185,7 @@ NamedLosses FgfiObjective::losses(RetinaNet& student, const TrainingBatch& batch
 std::vector<std::pair<std::string, double>> specificity_numbers(const AttentionSpecificity& s) {
   std::vector<std::pair<std::string, double>> out{{"spec", s.overall}};
   if (s.num_pairs > 0) out.emplace_back("spec_cross", s.cross);
+  if (s.num_ranked > 0) out.emplace_back("spec_own_first", s.own_first);
   for (std::size_t l = 0; l < s.per_level.size(); ++l)
     out.emplace_back("spec_p" + std::to_string(l + 3), s.per_level[l]);
   return out;

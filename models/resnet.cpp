@@ -1,6 +1,8 @@
 #include "models/resnet.h"
 
+#include <algorithm>
 #include <stdexcept>
+#include <string>
 
 #include "engine/ops/elementwise.h"
 #include "engine/ops/pool.h"
@@ -106,10 +108,30 @@ DepthPlan plan_for_depth(int depth) {
   throw std::invalid_argument("ResNet: depth must be 18, 34, 50 or 101, got " + std::to_string(depth));
 }
 
+std::string list_str(const std::vector<int>& values) {
+  std::string s;
+  for (int v : values)
+    s += (s.empty() ? "" : ", ") + std::to_string(v);
+  return "{" + s + "}";
+}
+
+// The depth's block type with the config's block counts, when it gives them.
+DepthPlan plan_for_config(const ResNetConfig& config) {
+  DepthPlan plan = plan_for_depth(config.depth);
+  if (config.blocks.empty()) return plan;
+  const bool positive = std::all_of(config.blocks.begin(), config.blocks.end(), [](int b) { return b > 0; });
+  if (config.blocks.size() != 4 || !positive)
+    throw std::invalid_argument(
+        "ResNet: blocks must be 4 positive counts, one per stage (layer1..layer4), got " +
+        list_str(config.blocks));
+  plan.blocks = config.blocks;
+  return plan;
+}
+
 }  // namespace
 
 ResNet::ResNet(const ResNetConfig& config, Generator& gen) : config_(config) {
-  DepthPlan plan = plan_for_depth(config.depth);
+  DepthPlan plan = plan_for_config(config);
   conv1_ = register_module("conv1", make_conv(config, 3, 64, 7, 2, gen));
   bn1_ = register_module("bn1", make_norm(config, 64));
   int64_t channels = 64;

@@ -10,6 +10,9 @@
 // BasicBlock (18, 34): 3x3 -> 3x3, expansion 1. Bottleneck (50, 101): 1x1 -> 3x3 -> 1x1 (x4 wide).
 // Where a bottleneck strides differs between implementations: torchvision ("v1.5") strides the 3x3,
 // the original MSRA/Keras ResNet ("v1") strides the first 1x1. Both are here (stride_on_3x3).
+// `blocks` cuts (or extends) the stages: ResNet-50 with blocks {3, 4, 3, 3} keeps ResNet-50's widths and
+// block type with three blocks fewer in layer3; its parameter names are then a subset of ResNet-50's, so it
+// can start from the first blocks of each stage of a pretrained ResNet-50.
 #pragma once
 #include <memory>
 #include <vector>
@@ -23,7 +26,8 @@ namespace icd {
 enum class NormKind { batch_norm, frozen_batch_norm };
 
 struct ResNetConfig {
-  int depth = 50;             // 18, 34, 50 or 101
+  int depth = 50;             // 18, 34, 50 or 101: block type (basic or bottleneck) and widths
+  std::vector<int> blocks{};  // blocks per stage (4 positive counts); empty: the depth's, e.g. {3, 4, 6, 3}
   bool stride_on_3x3 = true;  // torchvision; false: MSRA/Keras v1 (stride on the first 1x1)
   bool conv_bias = false;     // Keras ResNet-50 convolutions carry biases
   NormKind norm = NormKind::batch_norm;

@@ -62,21 +62,23 @@ const char* normalization_name(LossNormalization n) {
   return n == LossNormalization::foreground_ema ? "foreground_ema" : "per_image";
 }
 
+json backbone_json(const ResNetConfig& b) {
+  json j{{"depth", b.depth},          {"stride_on_3x3", b.stride_on_3x3}, {"conv_bias", b.conv_bias},
+         {"norm", norm_name(b.norm)}, {"norm_eps", b.norm_eps},           {"freeze_at", b.freeze_at}};
+  // Only a cut backbone says so: the JSON of a standard one stays what it was before blocks existed, so
+  // earlier checkpoints and run configs compare equal to today's.
+  if (!b.blocks.empty()) j["blocks"] = b.blocks;
+  return j;
+}
+
 }  // namespace
 
 json to_json(const RetinaNetConfig& c) {
-  const ResNetConfig& b = c.backbone;
   const RetinaNetLossConfig& l = c.loss;
   const RetinaNetPostprocessConfig& p = c.postprocess;
   return {
       {"num_classes", c.num_classes},
-      {"backbone",
-       {{"depth", b.depth},
-        {"stride_on_3x3", b.stride_on_3x3},
-        {"conv_bias", b.conv_bias},
-        {"norm", norm_name(b.norm)},
-        {"norm_eps", b.norm_eps},
-        {"freeze_at", b.freeze_at}}},
+      {"backbone", backbone_json(c.backbone)},
       {"fpn_channels", c.fpn_channels},
       {"p6_from_c5", c.p6_from_c5},
       {"head_convs", c.head_convs},
@@ -118,6 +120,7 @@ RetinaNetConfig retinanet_config_from_json(const json& j) {
   r.field("num_classes", c.num_classes);
   r.object("backbone", [&](ObjectReader& b) {
     b.field("depth", c.backbone.depth);
+    b.field("blocks", c.backbone.blocks);
     b.field("stride_on_3x3", c.backbone.stride_on_3x3);
     b.field("conv_bias", c.backbone.conv_bias);
     std::string norm = norm_name(c.backbone.norm);

@@ -1087,6 +1087,11 @@ TEST_CASE("attention specificity: own box, other boxes and levels by hand") {
   CHECK(s.per_query == std::vector<double>{4.0, 1.0});
   CHECK(s.overall == doctest::Approx(2.5).epsilon(1e-14));
   CHECK(s.cross == doctest::Approx(0.5).epsilon(1e-14));
+  // The rank: query 0 scores 4 on its own box and 0 on box 1 (first); query 1 scores 1 on both (a tie is
+  // not first). Chance with two boxes: 1/2.
+  CHECK(s.num_ranked == 2);
+  CHECK(s.own_first == 0.5);
+  CHECK(s.own_first_chance == 0.5);
   REQUIRE(s.per_level.size() == 1);
   CHECK(s.per_level[0] == doctest::Approx(2.5).epsilon(1e-14));
 
@@ -1116,6 +1121,8 @@ TEST_CASE("attention specificity: own box, other boxes and levels by hand") {
   CHECK(s.per_level[1] == doctest::Approx((0.25 * 0.25 / 0.75) / share).epsilon(1e-14));
   CHECK(s.num_pairs == 0);
   CHECK(s.cross == 0.0);
+  CHECK(s.num_ranked == 0);  // one box: nothing to rank against
+  CHECK(s.own_first == 0.0);
 
   // combine() weighs by queries and pairs: {16, 1} from the first image, {0} from the second (its mass sits
   // on cell (1, 1), outside its box).
@@ -1128,6 +1135,25 @@ TEST_CASE("attention specificity: own box, other boxes and levels by hand") {
   CHECK(both.per_level[0] == doctest::Approx((16.0 + 1.0 + 0.0) / 3).epsilon(1e-14));
   CHECK(both.num_pairs == 2);  // the second image has one box: no pairs, no weight in cross
   CHECK(both.cross == doctest::Approx(0.5).epsilon(1e-14));
+  CHECK(both.num_ranked == 2);  // and no weight in the rank
+  CHECK(both.own_first == 0.5);
+  CHECK(both.own_first_chance == 0.5);
+
+  // Three boxes, each query looking only at the cell of the next query's box: nobody's own box is first,
+  // while objectness-like scores (every box > 0) stay high. Chance: 1/3.
+  ImageQueries three{.size = {32, 32}};
+  three.queries = {{.box = {0, 0, 8, 8}}, {.box = {8, 0, 16, 8}}, {.box = {16, 0, 24, 8}}};
+  three.num_real = 3;
+  s = attention_specificity(
+      logits_of({{one_hot_logits(16, 1), one_hot_logits(16, 2), one_hot_logits(16, 0)}}), level, {32, 32},
+      {three});
+  CHECK(s.num_ranked == 3);
+  CHECK(s.own_first == 0.0);
+  CHECK(s.own_first_chance == doctest::Approx(1.0 / 3).epsilon(1e-14));
+  s = attention_specificity(
+      logits_of({{one_hot_logits(16, 0), one_hot_logits(16, 1), one_hot_logits(16, 2)}}), level, {32, 32},
+      {three});
+  CHECK(s.own_first == 1.0);
 
   CHECK_THROWS_WITH_AS(attention_specificity(logits_of({{row}}), level, {32, 32}, {one}),
                        doctest::Contains("positions"), std::invalid_argument);

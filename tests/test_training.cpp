@@ -393,4 +393,21 @@ TEST_CASE("decoder pretraining trains the encoder, decoder and predictor alone, 
   CHECK_FALSE(pretrain_decoder(third, teacher, *data.train, *data.val, faster, other_teacher, dir).reused);
   CHECK(pretrain_decoder(third, teacher, *data.train, *data.val, faster, other_teacher, dir).reused);
   CHECK(RunFolder(dir).read_metrics().size() == 4);  // the folder holds one pretraining's records
+  CHECK(metrics[3].at("teacher_batches").get<int64_t>() == 4);
+
+  // Two steps per teacher batch: half the teacher forwards; a warm-up starts the learning rate at lr / 1000.
+  DecoderPretrainingOptions reusing = options;
+  reusing.steps_per_batch = 2;
+  reusing.warmup_iterations = 2;
+  Generator fourth_gen(4);
+  InstanceConditionalDistiller fourth(icd, training_prior(*data.train), fourth_gen);
+  CHECK_FALSE(pretrain_decoder(fourth, teacher, *data.train, *data.val, reusing, teacher_id, dir).reused);
+  const std::vector<nlohmann::json> reused_metrics = RunFolder(dir).read_metrics();
+  REQUIRE(reused_metrics.size() == 4);
+  CHECK(reused_metrics[1].at("teacher_batches").get<int64_t>() == 1);
+  CHECK(reused_metrics[3].at("teacher_batches").get<int64_t>() == 2);
+  CHECK(reused_metrics[0].at("lr").get<double>() == doctest::Approx(reusing.lr * 0.001));
+  reusing.steps_per_batch = 0;
+  CHECK_THROWS_AS(pretrain_decoder(fourth, teacher, *data.train, *data.val, reusing, teacher_id, dir),
+                  std::invalid_argument);
 }

@@ -110,6 +110,12 @@ std::string format_specificity(double value) {
   return text;
 }
 
+std::string format_percent(double share) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.0f%%", 100 * share);
+  return text;
+}
+
 }  // namespace
 
 AttentionSpecificity validation_specificity(InstanceConditionalDistiller& distiller, RetinaNet& teacher,
@@ -181,9 +187,10 @@ void draw_attention_pictures(InstanceConditionalDistiller& distiller, RetinaNet&
     height += row_height + kPanelGap;
   }
   const AttentionSpecificity all = combine(measured);
-  const std::string caption = "attention specificity (1 = spread evenly): own box " +
-                              format_specificity(all.overall) + ", other boxes " +
-                              format_specificity(all.cross);
+  const std::string caption =
+      "attention specificity (1 = spread evenly): own box " + format_specificity(all.overall) +
+      ", other boxes " + format_specificity(all.cross) + "; own box first for " +
+      format_percent(all.own_first) + " (chance " + format_percent(all.own_first_chance) + ")";
   const int caption_height = text_height() + 2 * kPanelGap;
   width = std::max(width, text_width(caption) + 2 * kPanelGap);
   Image canvas(width, height + caption_height, 255);

@@ -57,8 +57,14 @@ std::optional<nlohmann::json> read_json(const std::string& path) {
 }  // namespace
 
 nlohmann::json DecoderPretrainingOptions::to_json() const {
-  return {{"iterations", iterations}, {"lr", lr},    {"weight_decay", weight_decay}, {"clip_norm", clip_norm},
-          {"batch_size", batch_size}, {"seed", seed}};
+  return {{"iterations", iterations},
+          {"lr", lr},
+          {"warmup_iterations", warmup_iterations},
+          {"weight_decay", weight_decay},
+          {"clip_norm", clip_norm},
+          {"batch_size", batch_size},
+          {"steps_per_batch", steps_per_batch},
+          {"seed", seed}};
 }
 
 nlohmann::json file_identity(const std::string& path) {
@@ -73,7 +79,10 @@ nlohmann::json specificity_to_json(const AttentionSpecificity& s) {
           {"cross", s.cross},
           {"per_level", s.per_level},
           {"queries", s.num_queries},
-          {"pairs", s.num_pairs}};
+          {"pairs", s.num_pairs},
+          {"own_first", s.own_first},
+          {"own_first_chance", s.own_first_chance},
+          {"ranked", s.num_ranked}};
 }
 
 AttentionSpecificity specificity_from_json(const nlohmann::json& j) {
@@ -83,6 +92,10 @@ AttentionSpecificity specificity_from_json(const nlohmann::json& j) {
   s.per_level = j.at("per_level").get<std::vector<double>>();
   s.num_queries = j.at("queries").get<int64_t>();
   s.num_pairs = j.at("pairs").get<int64_t>();
+  // Files written before the rank existed have none: 0 ranked queries.
+  s.own_first = j.value("own_first", 0.0);
+  s.own_first_chance = j.value("own_first_chance", 0.0);
+  s.num_ranked = j.value("ranked", int64_t{0});
   return s;
 }
 
@@ -91,6 +104,11 @@ PretrainedDecoder pretrain_decoder(InstanceConditionalDistiller& distiller, Reti
                                    const DecoderPretrainingOptions& options,
                                    const nlohmann::json& teacher_identity, const std::string& dir) {
   if (options.iterations <= 0) throw std::invalid_argument("pretrain_decoder: iterations must be positive");
+  if (options.steps_per_batch < 1 || options.warmup_iterations < 0)
+    throw std::invalid_argument(
+        "pretrain_decoder: steps_per_batch must be at least 1 and warmup_iterations at "
+        "least 0, got " +
+        std::to_string(options.steps_per_batch) + " and " + std::to_string(options.warmup_iterations));
   PretrainedDecoder result{.dir = dir};
   RunFolder run(dir);
   const nlohmann::json config{{"app", "decoder_pretraining"},
@@ -147,26 +165,33 @@ PretrainedDecoder pretrain_decoder(InstanceConditionalDistiller& distiller, Reti
                                 " has fewer images with boxes than one batch");
   AdamW optimizer(decoder_parameters(distiller),
                   AdamWOptions{.lr = options.lr, .weight_decay = options.weight_decay});
-  WarmupCosineLR schedule(CosineOptions{.base_lr = options.lr,
-                                        .max_iter = options.iterations,
-                                        .final_lr = 0.0,
-                                        .warmup = LinearWarmup{.factor = 1.0, .iters = 10}});
+  WarmupCosineLR schedule(
+      CosineOptions{.base_lr = options.lr,
+                    .max_iter = options.iterations,
+                    .final_lr = 0.0,
+                    .warmup = options.warmup_iterations > 0
+                                  ? LinearWarmup{.factor = 0.001, .iters = options.warmup_iterations}
+                                  : LinearWarmup{.factor = 1.0, .iters = 10}});
   ProgressLine progress("pretrain decoder " + dir, options.iterations, options.batch_size);
   int64_t epoch = 0;
   loader.start_epoch(epoch);
   const int64_t tail_start = options.iterations - std::max<int64_t>(1, options.iterations / 10);
   double tail_conf = 0, tail_constant = 0;
+  TrainingBatch inputs;
+  ImageSize padded;
+  std::vector<Tensor> features;
+  int64_t teacher_batches = 0;
   for (int64_t iteration = 0; iteration < options.iterations; ++iteration) {
-    std::optional<DetectionBatch> batch = loader.next();
-    if (!batch) {
-      loader.start_epoch(++epoch);
-      batch = loader.next();
-    }
-    TrainingBatch inputs = training_batch(*batch);
-    inputs.images = to_device(inputs.images, teacher.device());
-    const ImageSize padded{inputs.images.size(2), inputs.images.size(3)};
-    std::vector<Tensor> features;
-    {
+    if (iteration % options.steps_per_batch == 0) {
+      ++teacher_batches;
+      std::optional<DetectionBatch> batch = loader.next();
+      if (!batch) {
+        loader.start_epoch(++epoch);
+        batch = loader.next();
+      }
+      inputs = training_batch(*batch);
+      inputs.images = to_device(inputs.images, teacher.device());
+      padded = ImageSize{inputs.images.size(2), inputs.images.size(3)};
       NoGradGuard no_grad;
       features = teacher.features(inputs.images);
     }
@@ -188,10 +213,15 @@ PretrainedDecoder pretrain_decoder(InstanceConditionalDistiller& distiller, Reti
 
     const double constant = constant_guess_loss(out.queries);
     if (iteration >= tail_start) tail_conf += conf, tail_constant += constant;
-    nlohmann::json record{{"step", iteration + 1}, {"lr", lr},
-                          {"loss", conf + reg},    {"aux_conf", conf},
-                          {"aux_reg", reg},        {"aux_conf_constant", constant},
-                          {"epoch", epoch},        {"seconds", progress.seconds_elapsed()}};
+    nlohmann::json record{{"step", iteration + 1},
+                          {"lr", lr},
+                          {"loss", conf + reg},
+                          {"aux_conf", conf},
+                          {"aux_reg", reg},
+                          {"aux_conf_constant", constant},
+                          {"epoch", epoch},
+                          {"teacher_batches", teacher_batches},
+                          {"seconds", progress.seconds_elapsed()}};
     const bool last = iteration + 1 == options.iterations;
     if (options.log_specificity_every > 0 && ((iteration + 1) % options.log_specificity_every == 0 || last))
       for (const auto& [name, v] : specificity_numbers(

@@ -8,7 +8,8 @@
 // One iteration: a training batch (the students' augmentation) -> teacher backbone + FPN under no-grad ->
 // queries (real + fake, jittered; distill/instance_encoder.h) -> decoder -> auxiliary losses
 // aux_conf + aux_reg -> backward -> global-norm clip -> AdamW with cosine decay. No student is involved;
-// the student adapter is left as it was.
+// the student adapter is left as it was. With steps_per_batch = k, a batch's teacher features serve k
+// consecutive iterations, each with fresh queries.
 //
 // Cached beside the teacher, in DIR = <teacher folder>/decoder-pretraining/: config.json (what was asked,
 // including the teacher checkpoint's identity), metrics.jsonl (aux_conf, aux_reg, aux_conf_constant (the
@@ -30,6 +31,14 @@ namespace icd::app {
 struct DecoderPretrainingOptions {
   int64_t iterations = 0;  // 0: no pretraining
   double lr = 1e-3;        // AdamW, cosine from lr to 0 over the iterations
+  // Linear warm-up from lr / 1000 over this many iterations (0: the reference's, none). Adam's first steps
+  // are its largest relative to the gradient's scale; at lr 3e-3 and above they collapsed every query's
+  // attention onto one cell before the decoder had learnt anything.
+  int64_t warmup_iterations = 0;
+  // Optimizer steps per teacher forward: each step draws its own fakes and jitter over the same batch's
+  // features. The frozen teacher's forward is most of an iteration's time, so 4 steps per batch give the
+  // decoder about twice the steps in the same minutes (the queries still change every step).
+  int64_t steps_per_batch = 1;
   double weight_decay = 1e-4;
   double clip_norm = 0.01;  // global L2 norm of the gradients, as in the joint stage (spec section 5)
   int batch_size = 4;

@@ -1,11 +1,14 @@
 #include "apps/common/experiment.h"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <set>
 #include <stdexcept>
+#include <utility>
 
 #include "datasets/builtin_dataset.h"
 #include "engine/checkpoint.h"
@@ -13,30 +16,70 @@
 namespace icd::app {
 namespace {
 
-// The teacher: ResNet-50 in the convention of the imported Keras ImageNet weights (MSRA v1: stride on the
-// first 1x1, conv biases, BN eps 1e-3), frozen BN and frozen stem + res2, as detectron2 trains detectors.
+// ResNet-50's blocks per stage: what the ImageNet weights hold.
+const std::vector<int> kResNet50Blocks{3, 4, 6, 3};
+// resnet50-cut's default: layer3 (C4, 1024 channels) loses half its blocks, 17% of the backbone's
+// multiply-adds and 14% of its weights, while C3..C5 keep the teacher's channels.
+const std::vector<int> kCutResNet50Blocks{3, 4, 3, 3};
+
+std::string blocks_str(const std::vector<int>& blocks) {
+  std::string s;
+  for (int b : blocks)
+    s += (s.empty() ? "" : ", ") + std::to_string(b);
+  return "{" + s + "}";
+}
+
+// ResNet-50 in the convention of the imported Keras ImageNet weights (MSRA v1: stride on the first 1x1,
+// conv biases, BN eps 1e-3), frozen BN and frozen stem + res2, as detectron2 trains detectors. `blocks`
+// empty: the whole ResNet-50; otherwise a cut one that takes the first blocks of each stage.
+ResNetConfig imagenet_resnet50_backbone(const std::vector<int>& blocks) {
+  return ResNetConfig{.depth = 50,
+                      .blocks = blocks,
+                      .stride_on_3x3 = false,
+                      .conv_bias = true,
+                      .norm = NormKind::frozen_batch_norm,
+                      .norm_eps = 1e-3,
+                      .freeze_at = 2,
+                      .num_classes = 0};
+}
+
+// The teacher: the whole ImageNet ResNet-50.
 RetinaNetConfig teacher_config(int64_t num_classes, int64_t fpn_channels, int64_t head_convs) {
   RetinaNetConfig c;
   c.num_classes = num_classes;
-  c.backbone = ResNetConfig{.depth = 50,
-                            .stride_on_3x3 = false,
-                            .conv_bias = true,
-                            .norm = NormKind::frozen_batch_norm,
-                            .norm_eps = 1e-3,
-                            .freeze_at = 2,
-                            .num_classes = 0};
+  c.backbone = imagenet_resnet50_backbone({});
   c.fpn_channels = fpn_channels;
   c.head_convs = head_convs;
   return c;
 }
 
-// The student: ResNet-18 trained from scratch (no ImageNet weights exist here for it), so its batch norm
-// learns (BatchNorm2d, nothing frozen). FPN width and head match the teacher's so that the distillation
-// compares like with like and the inheriting strategy can copy the FPN outputs and the head.
+// ResNet-18 trained from scratch (no ImageNet weights exist here for it), so its batch norm learns
+// (BatchNorm2d, nothing frozen).
+ResNetConfig resnet18_from_scratch() {
+  return ResNetConfig{.depth = 18, .norm = NormKind::batch_norm, .freeze_at = 0, .num_classes = 0};
+}
+
+// The student of every preset: the teacher's FPN width and head, so that the distillation compares like
+// with like and the inheriting strategy can copy the FPN outputs and the head, on a ResNet-18 backbone.
+// set_student swaps the backbone for a cut ResNet-50 from ImageNet ("resnet50-cut"), whose C3..C5 have the
+// teacher's channels, so that inheriting copies the whole FPN (laterals and P6 too).
 RetinaNetConfig student_config(int64_t num_classes, int64_t fpn_channels, int64_t head_convs) {
   RetinaNetConfig c = teacher_config(num_classes, fpn_channels, head_convs);
-  c.backbone = ResNetConfig{.depth = 18, .norm = NormKind::batch_norm, .freeze_at = 0, .num_classes = 0};
+  c.backbone = resnet18_from_scratch();
   return c;
+}
+
+// The stage (1..4) and block index of a ResNet tensor name such as "layer3.4.conv1.weight"; nullopt for
+// the stem and the classifier.
+std::optional<std::pair<int, int>> stage_and_block(const std::string& name) {
+  if (name.size() < 8 || !name.starts_with("layer") || name[5] < '1' || name[5] > '4' || name[6] != '.')
+    return std::nullopt;
+  const std::size_t end = name.find('.', 7);
+  if (end == std::string::npos || end == 7) return std::nullopt;
+  const std::string index = name.substr(7, end - 7);
+  if (!std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return std::make_pair(name[5] - '0', std::stoi(index));
 }
 
 // Anchor sizes {x, x 2^(1/3), x 2^(2/3)} on P3..P7 with x doubling from `smallest` (detectron2 starts at 32
@@ -117,6 +160,7 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
     p.teacher_training.warmup.iters = p.student_training.warmup.iters = 2;
     p.ap_points = 2;
     p.distillation.decoder_pretraining.iterations = 4;
+    p.distillation.decoder_pretraining.steps_per_batch = 2;  // CI runs the feature reuse too
     p.distillation.decoder_pretraining.log_specificity_every = 2;
     p.distillation.decoder_pretraining.validation_images = 3;
   } else if (name == "default") {
@@ -140,8 +184,13 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
     p.teacher_training.warmup.iters = 200;
     p.student_training.warmup.iters = 100;
     // The decoder learns on the frozen teacher before the students run (apps/common/decoder_pretraining.h).
-    p.distillation.decoder_pretraining.iterations = 600;
+    // Measured (README, "Decoder pretraining"): at 1e-3 the attention turns instance-specific only after
+    // about 800 steps (600 left it diffuse); 3e-3 and 1e-2 collapse it onto a few cells. 2000 steps at four
+    // per teacher batch took 6 min and reached the specificity of 2000 steps with a batch each (0.4 s a
+    // step, 13 min); 6000 steps (about 19 min) go further but do not fit the hour.
+    p.distillation.decoder_pretraining.iterations = 2000;
     p.distillation.decoder_pretraining.lr = 1e-3;
+    p.distillation.decoder_pretraining.steps_per_batch = 4;
   } else if (name == "large") {
     p.dataset = "large";
     fpn = 256, head_convs = 4;
@@ -179,6 +228,50 @@ ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes)
   d.decoder_pretraining.transform = p.student_training.transform;
   d.decoder_pretraining.test_transform = p.evaluation.transform;
   return p;
+}
+
+std::string student_backbone_names() {
+  return "resnet18, resnet50-cut";
+}
+
+void set_student(ExperimentPreset& preset, const std::string& name, const std::vector<int>& blocks) {
+  if (name == "resnet18") {
+    if (!blocks.empty())
+      throw std::invalid_argument("the resnet18 student takes no block counts (they are for resnet50-cut)");
+    preset.student.backbone = resnet18_from_scratch();
+    preset.student_backbone = {.name = name, .imagenet = false};
+  } else if (name == "resnet50-cut") {
+    const std::vector<int>& chosen = blocks.empty() ? kCutResNet50Blocks : blocks;
+    bool valid = chosen.size() == kResNet50Blocks.size();
+    for (std::size_t stage = 0; valid && stage < chosen.size(); ++stage)
+      valid = chosen[stage] >= 1 && chosen[stage] <= kResNet50Blocks[stage];
+    if (!valid)
+      throw std::invalid_argument(
+          "resnet50-cut: the blocks per stage must be 4 counts, each from 1 to "
+          "ResNet-50's " +
+          blocks_str(kResNet50Blocks) + " (its ImageNet weights hold no more), got " + blocks_str(chosen));
+    preset.student.backbone = imagenet_resnet50_backbone(chosen);
+    preset.student_backbone = {.name = name, .imagenet = true};
+  } else {
+    throw std::invalid_argument("unknown student \"" + name + "\" (" + student_backbone_names() + ")");
+  }
+}
+
+std::string student_backbone_label(const ExperimentPreset& preset) {
+  const ResNetConfig& b = preset.student.backbone;
+  std::string label = "R" + std::to_string(b.depth);
+  if (!b.blocks.empty()) label += "-";
+  for (int count : b.blocks)
+    label += std::to_string(count);
+  return label;
+}
+
+std::string student_folder_tag(const ExperimentPreset& preset) {
+  if (preset.student_backbone.name == "resnet18") return "";
+  std::string tag = "-" + student_backbone_label(preset);
+  std::transform(tag.begin(), tag.end(), tag.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return tag;
 }
 
 IcdConfig DistillationRecipe::icd_config(int64_t num_classes, int64_t teacher_channels,
@@ -265,20 +358,43 @@ bool imagenet_weights_available(const std::string& path) {
   return false;
 }
 
+void require_imagenet_weights(const std::string& path, const std::string& who) {
+  if (std::filesystem::exists(path)) return;
+  throw std::runtime_error(who + " starts from the ImageNet ResNet-50, and " + path +
+                           " does not exist: run scripts/fetch_weights.sh, then ./build/apps/import_weights "
+                           "--out " +
+                           path);
+}
+
 bool load_imagenet_backbone(RetinaNet& model, const std::string& path) {
   if (!imagenet_weights_available(path)) return false;
   const ResNetConfig& b = model.config().backbone;
-  if (b.depth != 50 || b.stride_on_3x3 || !b.conv_bias) {
-    std::cout << "the backbone is not the imported ResNet-50 v1 (depth 50, stride on the 1x1, conv biases): "
-                 "it starts from random weights\n";
+  const std::vector<int>& blocks = b.blocks.empty() ? kResNet50Blocks : b.blocks;
+  bool within = blocks.size() == kResNet50Blocks.size();
+  for (std::size_t stage = 0; within && stage < blocks.size(); ++stage)
+    within = blocks[stage] <= kResNet50Blocks[stage];
+  if (b.depth != 50 || b.stride_on_3x3 || !b.conv_bias || !within) {
+    std::cout << "the backbone is not the imported ResNet-50 v1 (depth 50, stride on the 1x1, conv biases, "
+                 "at most {3, 4, 6, 3} blocks per stage): it starts from random weights\n";
     return false;
   }
   Checkpoint checkpoint = load_checkpoint(path);
   NamedTensors weights;
-  for (const auto& [name, t] : checkpoint.tensors)
-    if (!name.starts_with("fc.")) weights.emplace_back(name, t);  // the classifier has no place in a detector
-  model.backbone_body().load_state_dict(weights);
-  std::cout << "backbone initialised from ImageNet weights " << path << "\n";
+  for (const auto& [name, t] : checkpoint.tensors) {
+    if (name.starts_with("fc.")) continue;  // the classifier has no place in a detector
+    // A cut backbone keeps the first blocks of each stage: the later ones are left out here, and whatever
+    // else does not fit (a missing tensor, a stranger, a shape) is an error of the strict load below.
+    const std::optional<std::pair<int, int>> where = stage_and_block(name);
+    if (where && where->second >= blocks[static_cast<std::size_t>(where->first - 1)]) continue;
+    weights.emplace_back(name, t);
+  }
+  try {
+    model.backbone_body().load_state_dict(weights);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(path + " does not fit the backbone: " + e.what());
+  }
+  std::cout << "backbone initialised from ImageNet weights " << path << " (blocks per stage "
+            << blocks_str(blocks) << " of ResNet-50's " << blocks_str(kResNet50Blocks) << ")\n";
   return true;
 }
 

@@ -1,10 +1,12 @@
 // The experiment presets shared by train_teacher and distill_retinanet: which built-in dataset, which
 // teacher and student, how long each trains, at which image size. `tiny` checks that every stage runs
 // (CI); `default` is the main job on a 2-core CPU (about an hour end to end); `large` is for a GPU.
+// Every preset's student is a ResNet-18 from scratch; set_student picks another backbone for it.
 #pragma once
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "apps/common/decoder_pretraining.h"
 #include "apps/common/trainer.h"
@@ -33,11 +35,18 @@ struct DistillationRecipe {
   nlohmann::json to_json() const;
 };
 
+// Which backbone the student has, by name (set_student), and where its weights start.
+struct StudentBackbone {
+  std::string name = "resnet18";
+  bool imagenet = false;  // the backbone starts from ExperimentPreset::imagenet_weights, not the seed
+};
+
 struct ExperimentPreset {
   std::string name;
   std::string dataset;  // built-in dataset preset (datasets/builtin_dataset.h)
   RetinaNetConfig teacher;
   RetinaNetConfig student;
+  StudentBackbone student_backbone;
   TrainOptions teacher_training;
   TrainOptions student_training;
   EvalOptions evaluation;
@@ -50,6 +59,25 @@ struct ExperimentPreset {
 
 // "tiny", "default" or "large"; throws naming the choices otherwise.
 ExperimentPreset experiment_preset(const std::string& name, int64_t num_classes);
+
+// The student backbones set_student knows, for messages: "resnet18, resnet50-cut".
+std::string student_backbone_names();
+
+// Gives the preset's student another backbone; its FPN, head, anchors and training stay the preset's.
+//   resnet18      ResNet-18 from the seed's random weights, learnable batch norm, nothing frozen (the
+//                 presets' own); `blocks` must be empty
+//   resnet50-cut  ResNet-50 in the teacher's conventions (v1, conv biases, frozen BN eps 1e-3, freeze_at 2)
+//                 with `blocks` per stage (empty: {3, 4, 3, 3}; each at most ResNet-50's {3, 4, 6, 3}),
+//                 initialised from the first blocks of each stage of the ImageNet ResNet-50
+// Throws std::invalid_argument naming the choices (or what is wrong with `blocks`).
+void set_student(ExperimentPreset& preset, const std::string& name, const std::vector<int>& blocks = {});
+
+// A short name of the student's backbone for tables: "R18", "R50-3433".
+std::string student_backbone_label(const ExperimentPreset& preset);
+// What the names of the students' folders and tables add for a student other than the presets' resnet18:
+// "" for it, "-r50-3433" for resnet50-cut {3, 4, 3, 3}. Both students then share one teacher, and neither
+// replaces the other's runs or table.
+std::string student_folder_tag(const ExperimentPreset& preset);
 
 struct DatasetSplits {
   std::unique_ptr<CocoDataset> train, val;
@@ -68,8 +96,14 @@ DatasetSplits load_datasets(const std::string& builtin_preset, const std::string
 // True when the imported ImageNet ResNet-50 exists at `path`; says what to run otherwise.
 bool imagenet_weights_available(const std::string& path);
 
-// Loads the ImageNet ResNet-50 (apps/import_weights) into the teacher's backbone when the file exists and
-// the backbone is a ResNet-50 in the same convention; returns false (and says why) otherwise.
+// For a model that cannot do without the ImageNet ResNet-50 (the resnet50-cut student): throws, saying how
+// to make the file, when `path` does not exist.
+void require_imagenet_weights(const std::string& path, const std::string& who);
+
+// Loads the ImageNet ResNet-50 (apps/import_weights) into a model's backbone when the file exists and the
+// backbone is a ResNet-50 in the same convention, whole or cut (at most {3, 4, 6, 3} blocks per stage: a
+// cut one takes the first blocks of each stage); returns false (and says why) otherwise. Throws naming the
+// file and the tensors when the file does not fit the backbone.
 bool load_imagenet_backbone(RetinaNet& model, const std::string& path);
 
 // Trains the teacher of `preset` into run_dir (resuming if asked), evaluates it on the validation split,

@@ -22,6 +22,14 @@ nlohmann::json training_to_json(const TrainOptions& t) {
           {"seed", t.seed}};
 }
 
+// What config.json says of the student's backbone (its model config has the rest).
+nlohmann::json student_backbone_json(const ExperimentPreset& preset) {
+  return {{"name", preset.student_backbone.name},
+          {"blocks", preset.student.backbone.blocks},
+          {"imagenet_weights",
+           preset.student_backbone.imagenet ? nlohmann::json(preset.imagenet_weights) : nlohmann::json()}};
+}
+
 int64_t anchors_per_cell(const RetinaNetConfig& model) {
   return static_cast<int64_t>(model.anchors.sizes.at(0).size() * model.anchors.aspect_ratios.size());
 }
@@ -112,7 +120,8 @@ std::vector<StudentArm> parse_student_arms(const std::string& comma_separated) {
 }
 
 std::string student_run_dir(const StudentRunContext& context, const StudentArm& arm, uint64_t seed) {
-  return context.runs_dir + "/student-" + arm.name + "-" + context.preset->name + "-s" + std::to_string(seed);
+  return context.runs_dir + "/student-" + arm.name + "-" + context.preset->name +
+         student_folder_tag(*context.preset) + "-s" + std::to_string(seed);
 }
 
 ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRunContext& context) {
@@ -122,15 +131,18 @@ ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRu
   options.seed = seed;
   options.clip_value = preset.distillation.student_clip_value;
   // What decides the result: a run may be continued or read back only when it was asked the same.
-  const nlohmann::json request{{"preset", preset.name},
-                               {"method", arm.name},
-                               {"inherit", arm.inherit},
-                               {"seed", seed},
-                               {"teacher", context.teacher_path},
-                               {"student", to_json(preset.student)},
-                               {"training", training_to_json(options)},
-                               {"distillation", preset.distillation.to_json()},
-                               {"precision", dtype_name(options.precision)}};
+  nlohmann::json request{{"preset", preset.name},
+                         {"method", arm.name},
+                         {"inherit", arm.inherit},
+                         {"seed", seed},
+                         {"teacher", context.teacher_path},
+                         {"student", to_json(preset.student)},
+                         {"training", training_to_json(options)},
+                         {"distillation", preset.distillation.to_json()},
+                         {"precision", dtype_name(options.precision)}};
+  // The model config above already tells the backbones apart; the name and the weights it starts from are
+  // asked for too, except for the presets' own resnet18, so that runs from before the choice still match.
+  if (preset.student_backbone.name != "resnet18") request["student_backbone"] = student_backbone_json(preset);
   const std::string eval_name = "eval.json", config_name = "config.json";
   const std::filesystem::path folder(outcome.run_dir);
   if (context.training.resume && std::filesystem::exists(folder / config_name)) {
@@ -157,8 +169,15 @@ ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRu
 
   Generator gen(seed);
   RetinaNet student(preset.student, gen);  // every arm of a seed starts from these weights
-  student.to(options.device);              // before inheriting from the teacher, which lives there
+  if (preset.student_backbone.imagenet) {
+    require_imagenet_weights(preset.imagenet_weights, "the " + preset.student_backbone.name + " student");
+    if (!load_imagenet_backbone(student, preset.imagenet_weights))
+      throw std::logic_error("the " + preset.student_backbone.name + " student's backbone does not take " +
+                             "the ImageNet ResNet-50");
+  }
+  student.to(options.device);  // before inheriting from the teacher, which lives there
   nlohmann::json config = request;
+  config["student_backbone"] = student_backbone_json(preset);
   config["app"] = "distill_retinanet";
   config["description"] = arm.description;
   config["device"] = options.device.str();

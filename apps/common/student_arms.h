@@ -1,7 +1,8 @@
 // The arms of the distillation experiment (apps/distill_retinanet): how each student is trained.
 //
-// Every arm of a run starts from the same initial weights (drawn from the seed), sees the same data in the
-// same order with the same schedule, and clips the student's gradients the same way
+// Every arm of a run starts from the same initial weights (drawn from the seed; a resnet50-cut student's
+// backbone from the ImageNet ResNet-50 instead, ExperimentPreset::student_backbone), sees the same data in
+// the same order with the same schedule, and clips the student's gradients the same way
 // (DistillationRecipe::student_clip_value). The arms differ only in two things:
 //   inherit     the student's FPN and head start as copies of the teacher's (the inheriting strategy of
 //               spec/icd.md section 5), where shapes allow
@@ -58,10 +59,12 @@ struct ArmOutcome {
   bool reused = false;  // a finished run read back (with --resume), not trained again
 };
 
-// runs/student-<arm>-<preset>-s<seed>. With context.training.resume, a finished run (eval.json present) is
-// read back and nothing is trained or evaluated again; an unfinished one continues from its checkpoint;
-// either only when its config.json asked the same (preset, arm, seed, teacher, student, training and
-// distillation settings, precision), otherwise it throws saying which differs. Without resume, the folder
+// runs/student-<arm>-<preset>-s<seed>, with student_folder_tag before the seed for a student other than
+// the presets' resnet18 (runs/student-icd-default-r50-3433-s1). With context.training.resume, a finished run
+// (eval.json present) is read back and nothing is trained or evaluated again; an unfinished one continues
+// from its checkpoint; either only when its config.json asked the same (preset, arm, seed, teacher,
+// student model and backbone, training and distillation settings, precision), otherwise it throws saying
+// which differs. Without resume, the folder
 // is emptied first, so nothing of an earlier run (a checkpoint, a result) outlives a failure of this one.
 std::string student_run_dir(const StudentRunContext& context, const StudentArm& arm, uint64_t seed);
 ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRunContext& context);
