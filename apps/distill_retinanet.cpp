@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
               device = "auto", precision = "f32";
   std::string train_json, val_json, student_name = "resnet18";
   std::vector<int> student_blocks;
+  // -1 / 0: the preset's.
   int64_t iterations = 0, pretrain_iterations = -1, pretrain_warmup = -1, pretrain_steps = 0, icd_warmup = -1;
   double icd_lr = 0, pretrain_lr = 0;
   int threads = omp_get_max_threads();
@@ -165,10 +166,12 @@ int main(int argc, char** argv) {
   app.add_option("--pretrain-lr", pretrain_lr,
                  "learning rate of decoder pretraining (default: the preset's)");
   app.add_option("--pretrain-warmup", pretrain_warmup,
-                 "iterations of linear learning-rate warm-up in decoder pretraining (default: the preset's)");
+                 "iterations of linear learning-rate warm-up in decoder pretraining (default: the preset's)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option(
-      "--pretrain-steps-per-batch", pretrain_steps,
-      "decoder pretraining steps per teacher forward, each with fresh queries (default: the preset's)");
+         "--pretrain-steps-per-batch", pretrain_steps,
+         "decoder pretraining steps per teacher forward, each with fresh queries (default: the preset's)")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--pretrain-only", pretrain_only,
                "stop after the teacher and ICD's decoder pretraining (to study the pretraining alone)");
   app.add_option("--icd-warmup", icd_warmup,
@@ -189,7 +192,7 @@ int main(int argc, char** argv) {
     // A wrong student fails here, before the dataset is built or the teacher trained.
     ExperimentPreset probe = experiment_preset(preset_name, 1);
     set_student(probe, student_name, student_blocks);
-    if (probe.student_backbone.imagenet)
+    if (probe.student_backbone.imagenet && !pretrain_only)
       require_imagenet_weights(probe.imagenet_weights, "--student " + student_name);
     const Device where = use_device_flag(device);
     ProgressLine clock("experiment", 1, 1);
@@ -260,11 +263,13 @@ int main(int argc, char** argv) {
                                       file_identity(teacher_path), teacher_dir + "/decoder-pretraining");
         std::printf(
             "decoder pretraining: aux_conf %.3f (a constant guess: %.3f); attention specificity %.2f -> "
-            "%.2f (other boxes %.2f -> %.2f); own box first %.0f%% -> %.0f%% (chance %.0f%%)\n",
+            "%.2f (other boxes %.2f -> %.2f)",
             pretrained->final_aux_conf, pretrained->constant_aux_conf, pretrained->before.overall,
-            pretrained->after.overall, pretrained->before.cross, pretrained->after.cross,
-            100 * pretrained->before.own_first, 100 * pretrained->after.own_first,
-            100 * pretrained->after.own_first_chance);
+            pretrained->after.overall, pretrained->before.cross, pretrained->after.cross);
+        if (pretrained->after.num_ranked > 0)
+          std::printf("; own box first %.0f%% -> %.0f%% (chance %.0f%%)", 100 * pretrained->before.own_first,
+                      100 * pretrained->after.own_first, 100 * pretrained->after.own_first_chance);
+        std::printf("\n");
       } catch (const std::exception& e) {
         pretraining_failure = std::string("decoder pretraining failed: ") + e.what();
         std::cerr << "distill_retinanet: " << pretraining_failure << "\n";

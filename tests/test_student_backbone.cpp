@@ -113,7 +113,21 @@ TEST_CASE("the ImageNet path loads a whole ResNet-50's first blocks into a cut b
   CHECK(before.front().second.to_vector<double>() != from_file.at(before.front().first).to_vector<double>());
   REQUIRE(load_imagenet_backbone(student, path));
   const NamedTensors loaded = student.backbone_body().state_dict();
-  CHECK(loaded.size() == before.size());
+  // The backbone holds exactly the file's tensors of the kept blocks ({2, 3, 1, 2}), stem included.
+  std::set<std::string> expected;
+  const std::vector<int> kept{2, 3, 1, 2};
+  for (const auto& [name, t] : file) {
+    if (name.starts_with("fc.")) continue;
+    bool keep = true;
+    for (int stage = 1; stage <= 4; ++stage) {
+      const int block = block_in_stage(name, stage);
+      if (block >= 0) keep = block < kept[static_cast<std::size_t>(stage - 1)];
+    }
+    if (keep) expected.insert(name);
+  }
+  const std::vector<std::string> loaded_names = names_of(loaded);
+  CHECK(std::set<std::string>(loaded_names.begin(), loaded_names.end()) == expected);
+  CHECK(loaded.size() == expected.size());
   for (const auto& [name, t] : loaded) {
     INFO(name);
     REQUIRE(from_file.count(name));

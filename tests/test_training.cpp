@@ -407,7 +407,18 @@ TEST_CASE("decoder pretraining trains the encoder, decoder and predictor alone, 
   CHECK(reused_metrics[1].at("teacher_batches").get<int64_t>() == 1);
   CHECK(reused_metrics[3].at("teacher_batches").get<int64_t>() == 2);
   CHECK(reused_metrics[0].at("lr").get<double>() == doctest::Approx(reusing.lr * 0.001));
+  // Requests made before these options existed (no warm-up, one step per batch) still compare equal.
+  CHECK_FALSE(options.to_json().contains("steps_per_batch"));
+  CHECK_FALSE(options.to_json().contains("warmup_iterations"));
+  CHECK(reusing.to_json().at("steps_per_batch") == 2);
+  // Bad options fail before anything in the folder is touched.
+  const auto weights_time = fs::last_write_time(fs::path(dir) / "decoder.safetensors");
   reusing.steps_per_batch = 0;
   CHECK_THROWS_AS(pretrain_decoder(fourth, teacher, *data.train, *data.val, reusing, teacher_id, dir),
                   std::invalid_argument);
+  reusing.steps_per_batch = 1;
+  reusing.warmup_iterations = reusing.iterations;  // the cosine would end before the warm-up does
+  CHECK_THROWS_AS(pretrain_decoder(fourth, teacher, *data.train, *data.val, reusing, teacher_id, dir),
+                  std::invalid_argument);
+  CHECK(fs::last_write_time(fs::path(dir) / "decoder.safetensors") == weights_time);
 }

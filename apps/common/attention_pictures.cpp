@@ -187,10 +187,11 @@ void draw_attention_pictures(InstanceConditionalDistiller& distiller, RetinaNet&
     height += row_height + kPanelGap;
   }
   const AttentionSpecificity all = combine(measured);
-  const std::string caption =
-      "attention specificity (1 = spread evenly): own box " + format_specificity(all.overall) +
-      ", other boxes " + format_specificity(all.cross) + "; own box first for " +
-      format_percent(all.own_first) + " (chance " + format_percent(all.own_first_chance) + ")";
+  std::string caption = "attention specificity (1 = spread evenly): own box " +
+                        format_specificity(all.overall) + ", other boxes " + format_specificity(all.cross);
+  if (all.num_ranked > 0)  // some image had two boxes or more
+    caption += "; own box first for " + format_percent(all.own_first) + " (chance " +
+               format_percent(all.own_first_chance) + ")";
   const int caption_height = text_height() + 2 * kPanelGap;
   width = std::max(width, text_width(caption) + 2 * kPanelGap);
   Image canvas(width, height + caption_height, 255);

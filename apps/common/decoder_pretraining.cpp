@@ -57,14 +57,14 @@ std::optional<nlohmann::json> read_json(const std::string& path) {
 }  // namespace
 
 nlohmann::json DecoderPretrainingOptions::to_json() const {
-  return {{"iterations", iterations},
-          {"lr", lr},
-          {"warmup_iterations", warmup_iterations},
-          {"weight_decay", weight_decay},
-          {"clip_norm", clip_norm},
-          {"batch_size", batch_size},
-          {"steps_per_batch", steps_per_batch},
-          {"seed", seed}};
+  nlohmann::json j{{"iterations", iterations},     {"lr", lr},
+                   {"weight_decay", weight_decay}, {"clip_norm", clip_norm},
+                   {"batch_size", batch_size},     {"seed", seed}};
+  // Written only when they change what an iteration does, so that requests and caches from before these
+  // options existed (no warm-up, one step per batch) still compare equal.
+  if (warmup_iterations != 0) j["warmup_iterations"] = warmup_iterations;
+  if (steps_per_batch != 1) j["steps_per_batch"] = steps_per_batch;
+  return j;
 }
 
 nlohmann::json file_identity(const std::string& path) {
@@ -104,11 +104,13 @@ PretrainedDecoder pretrain_decoder(InstanceConditionalDistiller& distiller, Reti
                                    const DecoderPretrainingOptions& options,
                                    const nlohmann::json& teacher_identity, const std::string& dir) {
   if (options.iterations <= 0) throw std::invalid_argument("pretrain_decoder: iterations must be positive");
-  if (options.steps_per_batch < 1 || options.warmup_iterations < 0)
+  if (options.steps_per_batch < 1 || options.warmup_iterations < 0 ||
+      options.warmup_iterations >= options.iterations)
     throw std::invalid_argument(
-        "pretrain_decoder: steps_per_batch must be at least 1 and warmup_iterations at "
-        "least 0, got " +
-        std::to_string(options.steps_per_batch) + " and " + std::to_string(options.warmup_iterations));
+        "pretrain_decoder: steps_per_batch must be at least 1 and warmup_iterations "
+        "in [0, iterations), got " +
+        std::to_string(options.steps_per_batch) + " and " + std::to_string(options.warmup_iterations) +
+        " of " + std::to_string(options.iterations));
   PretrainedDecoder result{.dir = dir};
   RunFolder run(dir);
   const nlohmann::json config{{"app", "decoder_pretraining"},
@@ -172,7 +174,9 @@ PretrainedDecoder pretrain_decoder(InstanceConditionalDistiller& distiller, Reti
                     .warmup = options.warmup_iterations > 0
                                   ? LinearWarmup{.factor = 0.001, .iters = options.warmup_iterations}
                                   : LinearWarmup{.factor = 1.0, .iters = 10}});
-  ProgressLine progress("pretrain decoder " + dir, options.iterations, options.batch_size);
+  // The rate counts the images the teacher sees: a batch per steps_per_batch steps.
+  ProgressLine progress("pretrain decoder " + dir, options.iterations,
+                        std::max<int64_t>(1, options.batch_size / options.steps_per_batch));
   int64_t epoch = 0;
   loader.start_epoch(epoch);
   const int64_t tail_start = options.iterations - std::max<int64_t>(1, options.iterations / 10);

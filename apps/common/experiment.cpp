@@ -382,10 +382,14 @@ bool load_imagenet_backbone(RetinaNet& model, const std::string& path) {
   NamedTensors weights;
   for (const auto& [name, t] : checkpoint.tensors) {
     if (name.starts_with("fc.")) continue;  // the classifier has no place in a detector
-    // A cut backbone keeps the first blocks of each stage: the later ones are left out here, and whatever
-    // else does not fit (a missing tensor, a stranger, a shape) is an error of the strict load below.
+    // A cut backbone keeps the first blocks of each stage: ResNet-50's later ones are left out here, and
+    // whatever else does not fit (a missing tensor, a stranger such as a deeper network's block, a shape)
+    // is an error of the strict load below.
     const std::optional<std::pair<int, int>> where = stage_and_block(name);
-    if (where && where->second >= blocks[static_cast<std::size_t>(where->first - 1)]) continue;
+    if (where) {
+      const auto stage = static_cast<std::size_t>(where->first - 1);
+      if (where->second >= blocks[stage] && where->second < kResNet50Blocks[stage]) continue;
+    }
     weights.emplace_back(name, t);
   }
   try {

@@ -140,8 +140,9 @@ ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRu
                          {"training", training_to_json(options)},
                          {"distillation", preset.distillation.to_json()},
                          {"precision", dtype_name(options.precision)}};
-  // The model config above already tells the backbones apart; the name and the weights it starts from are
-  // asked for too, except for the presets' own resnet18, so that runs from before the choice still match.
+  // The model config above already tells the backbones apart; the name and the weights file it starts from
+  // (its path: a file imported again in the same place counts as the same) are asked for too, except for
+  // the presets' own resnet18, so that runs from before the choice still match.
   if (preset.student_backbone.name != "resnet18") request["student_backbone"] = student_backbone_json(preset);
   const std::string eval_name = "eval.json", config_name = "config.json";
   const std::filesystem::path folder(outcome.run_dir);
@@ -163,10 +164,6 @@ ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRu
     std::cout << outcome.run_dir << " is finished: its evaluation is read back\n";
     return outcome;
   }
-  // A fresh start leaves nothing of an earlier run (its checkpoint above all) for a later --resume to find.
-  if (!context.training.resume) std::filesystem::remove_all(folder);
-  RunFolder run(outcome.run_dir);
-
   Generator gen(seed);
   RetinaNet student(preset.student, gen);  // every arm of a seed starts from these weights
   if (preset.student_backbone.imagenet) {
@@ -175,6 +172,10 @@ ArmOutcome run_student_arm(const StudentArm& arm, uint64_t seed, const StudentRu
       throw std::logic_error("the " + preset.student_backbone.name + " student's backbone does not take " +
                              "the ImageNet ResNet-50");
   }
+  // A fresh start leaves nothing of an earlier run (its checkpoint above all) for a later --resume to find;
+  // only now, once the student could be built, so that a weights file that does not fit loses nothing.
+  if (!context.training.resume) std::filesystem::remove_all(folder);
+  RunFolder run(outcome.run_dir);
   student.to(options.device);  // before inheriting from the teacher, which lives there
   nlohmann::json config = request;
   config["student_backbone"] = student_backbone_json(preset);
