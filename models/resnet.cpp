@@ -108,13 +108,6 @@ DepthPlan plan_for_depth(int depth) {
   throw std::invalid_argument("ResNet: depth must be 18, 34, 50 or 101, got " + std::to_string(depth));
 }
 
-std::string list_str(const std::vector<int>& values) {
-  std::string s;
-  for (int v : values)
-    s += (s.empty() ? "" : ", ") + std::to_string(v);
-  return "{" + s + "}";
-}
-
 // The depth's block type with the config's block counts, when it gives them.
 DepthPlan plan_for_config(const ResNetConfig& config) {
   DepthPlan plan = plan_for_depth(config.depth);
@@ -123,12 +116,23 @@ DepthPlan plan_for_config(const ResNetConfig& config) {
   if (config.blocks.size() != 4 || !positive)
     throw std::invalid_argument(
         "ResNet: blocks must be 4 positive counts, one per stage (layer1..layer4), got " +
-        list_str(config.blocks));
+        blocks_text(config.blocks));
   plan.blocks = config.blocks;
   return plan;
 }
 
 }  // namespace
+
+std::vector<int> standard_blocks(int depth) {
+  return plan_for_depth(depth).blocks;
+}
+
+std::string blocks_text(const std::vector<int>& blocks) {
+  std::string s;
+  for (int b : blocks)
+    s += (s.empty() ? "" : ", ") + std::to_string(b);
+  return "{" + s + "}";
+}
 
 ResNet::ResNet(const ResNetConfig& config, Generator& gen) : config_(config) {
   DepthPlan plan = plan_for_config(config);

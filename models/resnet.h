@@ -15,6 +15,7 @@
 // can start from the first blocks of each stage of a pretrained ResNet-50.
 #pragma once
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/random.h"
@@ -35,6 +36,11 @@ struct ResNetConfig {
   int freeze_at = 0;           // 0: all trainable; 1: stem frozen; k >= 2: stem and layer1..layer(k-1) frozen
   int64_t num_classes = 1000;  // 0: no classifier (a detection backbone)
 };
+
+// The blocks per stage of a standard depth, e.g. {3, 4, 6, 3} for 50; throws for other depths.
+std::vector<int> standard_blocks(int depth);
+// Block counts as text for messages: "{3, 4, 6, 3}".
+std::string blocks_text(const std::vector<int>& blocks);
 
 struct ResNetOutput {
   Tensor c2, c3, c4, c5;  // stage outputs at strides 4, 8, 16, 32

@@ -17,16 +17,17 @@ namespace icd::app {
 namespace {
 
 // ResNet-50's blocks per stage: what the ImageNet weights hold.
-const std::vector<int> kResNet50Blocks{3, 4, 6, 3};
+const std::vector<int> kResNet50Blocks = standard_blocks(50);
 // resnet50-cut's default: layer3 (C4, 1024 channels) loses half its blocks, 17% of the backbone's
 // multiply-adds and 14% of its weights, while C3..C5 keep the teacher's channels.
 const std::vector<int> kCutResNet50Blocks{3, 4, 3, 3};
 
-std::string blocks_str(const std::vector<int>& blocks) {
-  std::string s;
-  for (int b : blocks)
-    s += (s.empty() ? "" : ", ") + std::to_string(b);
-  return "{" + s + "}";
+// True when `blocks` has a count per stage and none above ResNet-50's: what its ImageNet weights can fill.
+bool within_resnet50(const std::vector<int>& blocks) {
+  if (blocks.size() != kResNet50Blocks.size()) return false;
+  for (std::size_t stage = 0; stage < blocks.size(); ++stage)
+    if (blocks[stage] > kResNet50Blocks[stage]) return false;
+  return true;
 }
 
 // ResNet-50 in the convention of the imported Keras ImageNet weights (MSRA v1: stride on the first 1x1,
@@ -242,14 +243,12 @@ void set_student(ExperimentPreset& preset, const std::string& name, const std::v
     preset.student_backbone = {.name = name, .imagenet = false};
   } else if (name == "resnet50-cut") {
     const std::vector<int>& chosen = blocks.empty() ? kCutResNet50Blocks : blocks;
-    bool valid = chosen.size() == kResNet50Blocks.size();
-    for (std::size_t stage = 0; valid && stage < chosen.size(); ++stage)
-      valid = chosen[stage] >= 1 && chosen[stage] <= kResNet50Blocks[stage];
-    if (!valid)
+    const bool positive = std::all_of(chosen.begin(), chosen.end(), [](int b) { return b >= 1; });
+    if (!positive || !within_resnet50(chosen))
       throw std::invalid_argument(
           "resnet50-cut: the blocks per stage must be 4 counts, each from 1 to "
           "ResNet-50's " +
-          blocks_str(kResNet50Blocks) + " (its ImageNet weights hold no more), got " + blocks_str(chosen));
+          blocks_text(kResNet50Blocks) + " (its ImageNet weights hold no more), got " + blocks_text(chosen));
     preset.student.backbone = imagenet_resnet50_backbone(chosen);
     preset.student_backbone = {.name = name, .imagenet = true};
   } else {
@@ -370,10 +369,7 @@ bool load_imagenet_backbone(RetinaNet& model, const std::string& path) {
   if (!imagenet_weights_available(path)) return false;
   const ResNetConfig& b = model.config().backbone;
   const std::vector<int>& blocks = b.blocks.empty() ? kResNet50Blocks : b.blocks;
-  bool within = blocks.size() == kResNet50Blocks.size();
-  for (std::size_t stage = 0; within && stage < blocks.size(); ++stage)
-    within = blocks[stage] <= kResNet50Blocks[stage];
-  if (b.depth != 50 || b.stride_on_3x3 || !b.conv_bias || !within) {
+  if (b.depth != 50 || b.stride_on_3x3 || !b.conv_bias || !within_resnet50(blocks)) {
     std::cout << "the backbone is not the imported ResNet-50 v1 (depth 50, stride on the 1x1, conv biases, "
                  "at most {3, 4, 6, 3} blocks per stage): it starts from random weights\n";
     return false;
@@ -398,7 +394,7 @@ bool load_imagenet_backbone(RetinaNet& model, const std::string& path) {
     throw std::runtime_error(path + " does not fit the backbone: " + e.what());
   }
   std::cout << "backbone initialised from ImageNet weights " << path << " (blocks per stage "
-            << blocks_str(blocks) << " of ResNet-50's " << blocks_str(kResNet50Blocks) << ")\n";
+            << blocks_text(blocks) << " of ResNet-50's " << blocks_text(kResNet50Blocks) << ")\n";
   return true;
 }
 
